@@ -1,9 +1,68 @@
 //! ward-gateway: terminates mTLS, decides every connection and request with
 //! ward-policy, and proxies with a signed identity assertion.
 //!
-//! Not built yet (issues 5 and 6): the crate exists so that the workspace,
-//! the CLI and the dependency direction (`gateway` → {policy, ca}) are fixed.
+//! Layout, from the wire inwards: [`tls`] (rustls config and the SPIFFE
+//! client verifier) → [`identity`] → [`decide`] (policy request, decision
+//! log) → [`proxy`] (HTTP routes) or [`tcp`] (SNI routes). [`reload`] swaps
+//! the state behind [`server`]; [`admin`] serves metrics and the JWKS. The
+//! verifier, identity and decision path know nothing of TCP, so the QUIC
+//! listener (issue 6) reuses them unchanged.
 
+pub mod admin;
+pub mod assertion;
+pub mod config;
+pub mod decide;
 mod error;
+pub mod identity;
+pub mod metrics;
+pub mod policy;
+pub mod proxy;
+pub mod reload;
+pub mod server;
+pub mod tcp;
+pub mod tls;
 
-pub use error::Error;
+use std::path::Path;
+
+pub use config::Config;
+pub use error::{Error, Fault};
+
+/// Runs the gateway from a config file until SIGTERM/SIGINT.
+pub async fn run(config_path: &Path) -> Result<(), Error> {
+    let config = Config::load(config_path)?;
+    server::run(config).await
+}
+
+/// Validates the config, certificates, keys, CRLs and policies without
+/// opening any socket; returns a short summary for the operator.
+pub fn check(config_path: &Path) -> Result<String, Error> {
+    tls::install_default_provider();
+    let config = Config::load(config_path)?;
+    let state = server::load_state(&config, 0)?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let own_left = state.tls.own_not_after - now;
+    if own_left <= 0 {
+        return Err(Error::Tls(format!(
+            "own certificate {} has expired",
+            config.cert.display()
+        )));
+    }
+    Ok(format!(
+        "config ok: {} HTTP route(s), {} TCP route(s), policy {}, own certificate valid for {}s",
+        config.http_routes.len(),
+        config.tcp_routes.len(),
+        state.policy.hash(),
+        own_left
+    ))
+}
+
+/// A random 128-bit id in hex (decision ids).
+pub fn random_id() -> String {
+    let mut b = [0u8; 16];
+    if aws_lc_rs::rand::fill(&mut b).is_err() {
+        // Never expected; fall back to the clock so ids stay unique enough.
+        let n = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+        b = n.to_be_bytes();
+    }
+    hex::encode(b)
+}

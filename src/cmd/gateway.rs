@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Subcommand;
 
 #[derive(Debug, clap::Args)]
@@ -13,7 +14,8 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve mTLS on the configured listeners.
+    /// Serve mTLS on the configured listeners until SIGTERM (SIGHUP reloads
+    /// policies, certificates, trust bundle and CRLs).
     Run {
         /// Gateway config file.
         #[arg(long, default_value = "gateway.toml")]
@@ -28,9 +30,19 @@ enum Command {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let what = match args.command {
-        Command::Run { .. } => "gateway run",
-        Command::Check { .. } => "gateway check",
-    };
-    Err(super::not_built(what, 5))
+    match args.command {
+        Command::Run { config } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            rt.block_on(ward_gateway::run(&config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { config } => {
+            let summary = ward_gateway::check(&config)?;
+            println!("{summary}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

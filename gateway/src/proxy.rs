@@ -1,0 +1,432 @@
+//! HTTP routes: match, decide, and proxy to an HTTP/1.1 upstream.
+//!
+//! Bodies are streamed both ways (hyper `Incoming` straight into the
+//! upstream request and back), never buffered whole. Client-supplied
+//! `X-Ward-*` headers are removed before anything else looks at the request,
+//! so neither the policy context nor the upstream can see a spoofed one.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::config::{Config, HttpRoute, Limits};
+use crate::decide::{ConnInfo, Question, add_http_context, base_context};
+use crate::server::Shared;
+
+/// The response body type of every HTTP response the gateway sends.
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// The pooled HTTP/1.1 client to upstreams.
+pub type UpstreamClient = Client<HttpConnector, Incoming>;
+
+/// Builds the upstream client: pooled, with a connect timeout.
+pub fn client(limits: &Limits) -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(Duration::from_secs(
+        limits.upstream_connect_timeout_secs,
+    )));
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(limits.upstream_idle_secs))
+        .pool_timer(TokioTimer::new())
+        .build(connector)
+}
+
+/// An HTTP route with its upstream parsed once.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// The configured route.
+    pub config: HttpRoute,
+    /// Upstream authority (`host:port`).
+    pub upstream: Authority,
+}
+
+/// Parses the configured routes (already validated by the config).
+pub fn routes(config: &Config) -> Vec<Route> {
+    config
+        .http_routes
+        .iter()
+        .filter_map(|r| {
+            crate::config::parse_upstream_url(&r.upstream)
+                .ok()
+                .map(|upstream| Route {
+                    config: r.clone(),
+                    upstream,
+                })
+        })
+        .collect()
+}
+
+/// Longest segment-aware path prefix among the routes of `host`.
+pub fn match_route<'a>(routes: &'a [Route], host: &str, path: &str) -> Option<&'a Route> {
+    routes
+        .iter()
+        .filter(|r| r.config.host == host && prefix_matches(&r.config.path_prefix, path))
+        .max_by_key(|r| r.config.path_prefix.len())
+}
+
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    if prefix.ends_with('/') {
+        path.starts_with(prefix)
+    } else {
+        path == prefix
+            || path
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('/'))
+    }
+}
+
+/// Paths that could mean something else to the upstream than to the policy
+/// (dot segments, encoded slashes or dots, backslashes) are refused.
+pub fn ambiguous_path(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") || lower.contains('\\') {
+        return true;
+    }
+    lower.split('/').any(|seg| {
+        let seg = seg.replace("%2e", ".");
+        seg == "." || seg == ".."
+    })
+}
+
+/// The request's host, lowercase and without port or trailing dot.
+fn request_host<B>(req: &Request<B>) -> Option<String> {
+    let raw = match req.uri().authority() {
+        Some(a) => a.host().to_string(),
+        None => {
+            let h = req.headers().get(header::HOST)?.to_str().ok()?;
+            h.parse::<Authority>().ok()?.host().to_string()
+        }
+    };
+    Some(raw.trim_end_matches('.').to_ascii_lowercase())
+}
+
+fn text(status: StatusCode, body: serde_json::Value) -> Response<Body> {
+    let mut resp = Response::new(
+        Full::new(Bytes::from(format!("{body}\n")))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+const HOP_BY_HOP: &[HeaderName] = &[
+    header::CONNECTION,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    // Headers named in Connection are hop-by-hop too.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named.iter().chain(HOP_BY_HOP) {
+        headers.remove(n);
+    }
+    headers.remove("keep-alive");
+}
+
+/// Removes every header whose name starts with `x-ward-`.
+pub fn strip_ward_headers(headers: &mut http::HeaderMap) {
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| n.as_str().starts_with("x-ward-"))
+        .cloned()
+        .collect();
+    for n in names {
+        headers.remove(n);
+    }
+}
+
+/// Serves one HTTP request from a verified connection.
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let (resp, route) = handle_inner(&shared, &conn, req).await;
+    let status = resp.status();
+    if let Some((route, decision)) = route {
+        shared
+            .metrics
+            .requests
+            .with_label_values(&[route.as_str(), decision, status.as_str()])
+            .inc();
+        shared
+            .metrics
+            .latency
+            .with_label_values(&[route.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+    } else {
+        shared
+            .metrics
+            .requests
+            .with_label_values(&["", "none", status.as_str()])
+            .inc();
+    }
+    Ok(resp)
+}
+
+async fn handle_inner(
+    shared: &Shared,
+    conn: &ConnInfo,
+    mut req: Request<Incoming>,
+) -> (Response<Body>, Option<(String, &'static str)>) {
+    strip_ward_headers(req.headers_mut());
+    let Some(host) = request_host(&req) else {
+        return (
+            text(
+                StatusCode::BAD_REQUEST,
+                json!({"error": "request has no host"}),
+            ),
+            None,
+        );
+    };
+    let path = req.uri().path().to_string();
+    let Some(route) = match_route(&shared.routes, &host, &path) else {
+        return (
+            text(
+                StatusCode::NOT_FOUND,
+                json!({"error": "no route for this host and path", "host": host, "path": path}),
+            ),
+            None,
+        );
+    };
+    let name = route.config.name.clone();
+    if ambiguous_path(&path) {
+        return (
+            text(
+                StatusCode::BAD_REQUEST,
+                json!({"error": "path has dot segments or encoded separators", "path": path}),
+            ),
+            Some((name, "none")),
+        );
+    }
+
+    let state = shared.current();
+    let groups = state.policy.groups_of(conn.identity.spiffe_id.as_str());
+    let now = OffsetDateTime::now_utc();
+    let mut context = base_context(conn, &groups, now);
+    add_http_context(
+        &mut context,
+        req.method().as_str(),
+        &host,
+        &path,
+        req.headers(),
+    );
+    let outcome = shared.decider.decide(
+        conn,
+        &state.policy,
+        state.candidates.get(&name).map(|p| p.as_ref()),
+        Question {
+            route: &name,
+            action: format!("http:{}", req.method()),
+            resource: format!("route/{name}{path}"),
+            context,
+            kind: "request",
+        },
+    );
+    let decision_id = HeaderValue::from_str(&outcome.id).ok();
+    if !outcome.allowed {
+        let mut resp = text(
+            StatusCode::FORBIDDEN,
+            json!({"error": "denied by policy", "decision_id": outcome.id, "route": name}),
+        );
+        if let Some(id) = decision_id {
+            resp.headers_mut().insert("x-ward-decision-id", id);
+        }
+        return (resp, Some((name, "deny")));
+    }
+
+    let assertion = match shared.signer.assert(
+        &conn.identity,
+        &groups,
+        &name,
+        now.unix_timestamp(),
+        shared.config.limits.assertion_ttl_secs,
+    ) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot sign an assertion");
+            return (
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"error": "gateway cannot sign the identity assertion", "decision_id": outcome.id}),
+                ),
+                Some((name, "allow")),
+            );
+        }
+    };
+
+    // Rewrite for the upstream: origin's authority, client's path and
+    // query, HTTP/1.1, original Host.
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let uri = Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(route.upstream.clone())
+        .path_and_query(path_and_query)
+        .build();
+    let Ok(uri) = uri else {
+        return (
+            text(
+                StatusCode::BAD_REQUEST,
+                json!({"error": "unusable request target"}),
+            ),
+            Some((name, "allow")),
+        );
+    };
+    *req.uri_mut() = uri;
+    *req.version_mut() = http::Version::HTTP_11;
+    let headers = req.headers_mut();
+    strip_hop_by_hop(headers);
+    if let Ok(h) = HeaderValue::from_str(&host) {
+        headers.insert(header::HOST, h);
+    }
+    if let Ok(v) = HeaderValue::from_str(conn.identity.spiffe_id.as_str()) {
+        headers.insert("x-ward-identity", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&assertion) {
+        headers.insert("x-ward-assertion", v);
+    }
+    if let Some(id) = decision_id.clone() {
+        headers.insert("x-ward-decision-id", id);
+    }
+    if let Ok(v) = HeaderValue::from_str(&conn.peer.ip().to_string()) {
+        headers.append("x-forwarded-for", v);
+    }
+
+    let timeout = Duration::from_secs(shared.config.limits.upstream_timeout_secs);
+    let upstream = route.upstream.to_string();
+    match tokio::time::timeout(timeout, shared.client.request(req)).await {
+        Ok(Ok(resp)) => {
+            let mut resp = resp.map(|b| b.boxed());
+            strip_hop_by_hop(resp.headers_mut());
+            if let Some(id) = decision_id {
+                resp.headers_mut().insert("x-ward-decision-id", id);
+            }
+            (resp, Some((name, "allow")))
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(route = %name, %upstream, error = %e, "upstream failed");
+            let detail = if e.is_connect() {
+                "cannot connect to the upstream"
+            } else {
+                "the upstream closed or broke the connection"
+            };
+            (
+                text(
+                    StatusCode::BAD_GATEWAY,
+                    json!({"error": "bad gateway", "detail": detail, "route": name, "decision_id": outcome.id}),
+                ),
+                Some((name, "allow")),
+            )
+        }
+        Err(_) => (
+            text(
+                StatusCode::GATEWAY_TIMEOUT,
+                json!({"error": "upstream timed out", "route": name, "decision_id": outcome.id, "timeout_secs": timeout.as_secs()}),
+            ),
+            Some((name, "allow")),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(name: &str, host: &str, prefix: &str) -> Route {
+        Route {
+            config: HttpRoute {
+                name: name.into(),
+                host: host.into(),
+                path_prefix: prefix.into(),
+                upstream: "http://127.0.0.1:1".into(),
+                mode: crate::config::Mode::Enforce,
+                candidate_policy_dir: None,
+            },
+            upstream: "127.0.0.1:1".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn longest_segment_prefix_wins() {
+        let rs = vec![
+            route("root", "a.example", "/"),
+            route("api", "a.example", "/api"),
+            route("other", "b.example", "/"),
+        ];
+        let m = |h, p| match_route(&rs, h, p).map(|r| r.config.name.as_str());
+        assert_eq!(m("a.example", "/api/x"), Some("api"));
+        assert_eq!(m("a.example", "/api"), Some("api"));
+        assert_eq!(m("a.example", "/apix"), Some("root"));
+        assert_eq!(m("b.example", "/api"), Some("other"));
+        assert_eq!(m("c.example", "/"), None);
+    }
+
+    #[test]
+    fn ambiguous_paths_are_caught() {
+        for p in [
+            "/a/../b",
+            "/a/%2e%2e/b",
+            "/a/%2E/b",
+            "/a%2Fb",
+            "/a\\b",
+            "/..",
+        ] {
+            assert!(ambiguous_path(p), "{p}");
+        }
+        for p in ["/", "/a/b.c", "/a/..b", "/v1/ledger"] {
+            assert!(!ambiguous_path(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn ward_and_hop_headers_are_stripped() {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "x-ward-identity",
+            HeaderValue::from_static("spiffe://evil/x"),
+        );
+        h.insert("X-Ward-Assertion", HeaderValue::from_static("forged"));
+        h.insert("connection", HeaderValue::from_static("close, x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        strip_ward_headers(&mut h);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("accept"));
+    }
+}

@@ -1,0 +1,467 @@
+//! The TCP+TLS listener, per-connection handling and shutdown.
+//!
+//! State that reloads (TLS material, policies) lives in one `Arc<State>`
+//! behind a lock: a connection takes a snapshot when it starts (and each
+//! request takes a fresh one), so a reload never changes the ground under a
+//! decision in progress, and new connections see the new state at once.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use rustls::ServerConfig;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::Error;
+use crate::assertion::Signer;
+use crate::config::{Config, Mode};
+use crate::decide::{ConnInfo, Decider};
+use crate::identity::Identity;
+use crate::metrics::Metrics;
+use crate::policy::Policy;
+use crate::proxy::{Route, UpstreamClient};
+use crate::tls::TlsMaterial;
+
+/// Everything that a reload may replace.
+#[derive(Debug)]
+pub struct State {
+    /// Increases with every reload.
+    pub generation: u64,
+    /// Trust bundle, CRLs, verifier, own certificate and key.
+    pub tls: Arc<TlsMaterial>,
+    /// rustls config built from `tls`.
+    pub server_config: Arc<ServerConfig>,
+    /// The enforced policy.
+    pub policy: Arc<Policy>,
+    /// Candidate policies of shadow-mode routes, by route name.
+    pub candidates: HashMap<String, Arc<Policy>>,
+}
+
+/// Everything shared by all connections for the life of the process.
+#[derive(Debug)]
+pub struct Shared {
+    /// The config the process started with.
+    pub config: Config,
+    /// HTTP routes, parsed.
+    pub routes: Vec<Route>,
+    state: RwLock<Arc<State>>,
+    /// Ticks (with the new generation) after every reload.
+    pub changes: watch::Sender<u64>,
+    /// Becomes `true` when the gateway starts draining.
+    pub shutdown: watch::Sender<bool>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Assertion signer.
+    pub signer: Signer,
+    /// Decision evaluation and log.
+    pub decider: Decider,
+    /// Pooled upstream client.
+    pub client: UpstreamClient,
+    per_identity: Mutex<HashMap<String, usize>>,
+    /// Set once listeners are up.
+    pub ready: AtomicBool,
+}
+
+impl Shared {
+    /// The current state snapshot.
+    pub fn current(&self) -> Arc<State> {
+        match self.state.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the state and tells open connections.
+    pub fn replace(&self, new: State) {
+        let generation = new.generation;
+        let new = Arc::new(new);
+        match self.state.write() {
+            Ok(mut s) => *s = new,
+            Err(poisoned) => *poisoned.into_inner() = new,
+        }
+        self.changes.send_replace(generation);
+    }
+}
+
+/// Loads everything a state needs; every part must succeed (start, check).
+pub fn load_state(config: &Config, generation: u64) -> Result<State, Error> {
+    let tls = TlsMaterial::load(config)?;
+    let server_config = tls.server_config(config.tls13_only)?;
+    let policy = Policy::load_dir(&config.policy_dir)?;
+    let mut candidates = HashMap::new();
+    for (name, mode, dir) in shadow_routes(config) {
+        if mode == Mode::Shadow {
+            candidates.insert(name, Arc::new(Policy::load_dir(&dir)?));
+        }
+    }
+    Ok(State {
+        generation,
+        tls: Arc::new(tls),
+        server_config,
+        policy: Arc::new(policy),
+        candidates,
+    })
+}
+
+/// (route name, mode, candidate dir) of every route with a candidate.
+pub fn shadow_routes(config: &Config) -> Vec<(String, Mode, std::path::PathBuf)> {
+    let http = config
+        .http_routes
+        .iter()
+        .filter_map(|r| Some((r.name.clone(), r.mode, r.candidate_policy_dir.clone()?)));
+    let tcp = config
+        .tcp_routes
+        .iter()
+        .filter_map(|r| Some((r.name.clone(), r.mode, r.candidate_policy_dir.clone()?)));
+    http.chain(tcp).collect()
+}
+
+/// Decrements the connection counters when a connection ends, however it
+/// ends.
+struct ConnGuard {
+    shared: Arc<Shared>,
+    principal: Option<String>,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.shared.metrics.active_connections.dec();
+        if let Some(p) = &self.principal
+            && let Ok(mut m) = self.shared.per_identity.lock()
+            && let Some(n) = m.get_mut(p)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(p);
+            }
+        }
+    }
+}
+
+/// Runs the gateway until SIGTERM/SIGINT, then drains.
+pub async fn run(config: Config) -> Result<(), Error> {
+    crate::tls::install_default_provider();
+    let metrics = Metrics::new()?;
+    let state = load_state(&config, 1)?;
+    metrics
+        .own_cert_expiry
+        .set(state.tls.own_not_after - time::OffsetDateTime::now_utc().unix_timestamp());
+    let decider = Decider::open(&config.decision_log, metrics.clone())?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Listen {
+            what: "listener",
+            addr: config.listen.to_string(),
+            source,
+        })?;
+    let admin = TcpListener::bind(config.admin_listen)
+        .await
+        .map_err(|source| Error::Listen {
+            what: "admin listener",
+            addr: config.admin_listen.to_string(),
+            source,
+        })?;
+    let (changes, _) = watch::channel(1);
+    let (shutdown, _) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        routes: crate::proxy::routes(&config),
+        client: crate::proxy::client(&config.limits),
+        config,
+        state: RwLock::new(Arc::new(state)),
+        changes,
+        shutdown,
+        metrics,
+        signer: Signer::generate()?,
+        decider,
+        per_identity: Mutex::new(HashMap::new()),
+        ready: AtomicBool::new(false),
+    });
+    tokio::spawn(crate::admin::serve(shared.clone(), admin));
+    tokio::spawn(crate::reload::watch(shared.clone()));
+    shared.ready.store(true, Ordering::SeqCst);
+    tracing::info!(
+        listen = %shared.config.listen,
+        admin = %shared.config.admin_listen,
+        "gateway ready"
+    );
+
+    let mut terminate = signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut interrupt = signal(tokio::signal::unix::SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => accept(&shared, stream, peer),
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+    drop(listener);
+    shared.ready.store(false, Ordering::SeqCst);
+    let grace = Duration::from_secs(shared.config.limits.shutdown_grace_secs);
+    tracing::info!(grace_secs = grace.as_secs(), "draining connections");
+    shared.shutdown.send_replace(true);
+    let deadline = tokio::time::Instant::now() + grace;
+    while shared.metrics.active_connections.get() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::info!(
+        left = shared.metrics.active_connections.get(),
+        "gateway stopped"
+    );
+    Ok(())
+}
+
+fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::Signal, Error> {
+    tokio::signal::unix::signal(kind).map_err(|source| Error::Listen {
+        what: "signal handler",
+        addr: format!("{kind:?}"),
+        source,
+    })
+}
+
+fn accept(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    if usize::try_from(shared.metrics.active_connections.get()).unwrap_or(0)
+        >= shared.config.limits.max_connections
+    {
+        shared
+            .metrics
+            .limited
+            .with_label_values(&["max_connections"])
+            .inc();
+        return;
+    }
+    shared.metrics.active_connections.inc();
+    let guard = ConnGuard {
+        shared: shared.clone(),
+        principal: None,
+    };
+    tokio::spawn(connection(shared.clone(), stream, peer, guard));
+}
+
+async fn connection(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut guard: ConnGuard,
+) {
+    let _ = stream.set_nodelay(true);
+    let state = shared.current();
+    let acceptor = TlsAcceptor::from(state.server_config.clone());
+    let timeout = Duration::from_secs(shared.config.limits.handshake_timeout_secs);
+    let tls = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            let reason = crate::tls::handshake_failure_reason(&e);
+            shared
+                .metrics
+                .handshakes
+                .with_label_values(&["failed", reason])
+                .inc();
+            tracing::info!(%peer, reason, error = %e, "handshake refused");
+            return;
+        }
+        Err(_) => {
+            shared
+                .metrics
+                .handshakes
+                .with_label_values(&["failed", "timeout"])
+                .inc();
+            return;
+        }
+    };
+    let (_, session) = tls.get_ref();
+    let chain: Vec<_> = session
+        .peer_certificates()
+        .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+        .unwrap_or_default();
+    let identity = match chain
+        .first()
+        .map(|leaf| Identity::from_leaf(leaf, &shared.config.trust_domain))
+    {
+        Some(Ok(id)) => id,
+        // The verifier already refused these; this is defence in depth.
+        _ => {
+            shared
+                .metrics
+                .handshakes
+                .with_label_values(&["failed", "identity"])
+                .inc();
+            return;
+        }
+    };
+    shared
+        .metrics
+        .handshakes
+        .with_label_values(&["ok", ""])
+        .inc();
+    let tls_version = match session.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        _ => "unknown",
+    };
+    let sni = session.server_name().map(|s| s.to_ascii_lowercase());
+    let h2 = session.alpn_protocol() == Some(b"h2");
+
+    let principal = identity.spiffe_id.as_str().to_string();
+    let limit = shared.config.limits.max_connections_per_identity;
+    let over = match shared.per_identity.lock() {
+        Ok(mut m) => {
+            let n = m.entry(principal.clone()).or_insert(0);
+            if *n >= limit {
+                true
+            } else {
+                *n += 1;
+                false
+            }
+        }
+        Err(_) => true,
+    };
+    if over {
+        shared
+            .metrics
+            .limited
+            .with_label_values(&["per_identity"])
+            .inc();
+        tracing::info!(%peer, %principal, "per-identity connection limit reached");
+        return;
+    }
+    guard.principal = Some(principal);
+
+    let tcp_route = sni.as_deref().and_then(|sni| {
+        shared
+            .config
+            .tcp_routes
+            .iter()
+            .find(|r| r.sni == sni)
+            .cloned()
+    });
+    let conn = Arc::new(ConnInfo {
+        peer,
+        identity: Arc::new(identity),
+        chain: Arc::new(chain),
+        tls_version,
+        protocol: if tcp_route.is_some() {
+            "tcp"
+        } else if h2 {
+            "h2"
+        } else {
+            "h1"
+        },
+    });
+    match tcp_route {
+        Some(route) => crate::tcp::serve(shared, conn, route, tls).await,
+        None => serve_http(shared, conn, tls).await,
+    }
+    drop(guard);
+}
+
+/// Why an open connection must be closed, if it must: the chain no longer
+/// verifies under the current trust bundle and CRLs, or has expired.
+pub fn recheck_chain(shared: &Shared, conn: &ConnInfo) -> Option<String> {
+    let state = shared.current();
+    let (leaf, rest) = conn.chain.split_first()?;
+    match state.tls.verifier.recheck(leaf, rest) {
+        Ok(()) => None,
+        Err(e) => Some(format!("certificate no longer valid: {e}")),
+    }
+}
+
+/// How long until the client certificate expires (zero if it has).
+pub fn until_expiry(conn: &ConnInfo) -> Duration {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    Duration::from_secs(u64::try_from(conn.identity.not_after - now).unwrap_or(0))
+}
+
+async fn serve_http(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    tls: tokio_rustls::server::TlsStream<TcpStream>,
+) {
+    let limits = &shared.config.limits;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(limits.header_read_timeout_secs))
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(limits.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Duration::from_secs(30));
+    let svc = {
+        let shared = shared.clone();
+        let conn = conn.clone();
+        service_fn(move |req| crate::proxy::handle(shared.clone(), conn.clone(), req))
+    };
+    let served = builder.serve_connection(TokioIo::new(tls), svc);
+    tokio::pin!(served);
+    let mut changes = shared.changes.subscribe();
+    let mut shutdown = shared.shutdown.subscribe();
+    let expiry = tokio::time::sleep(until_expiry(&conn));
+    tokio::pin!(expiry);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            res = served.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(peer = %conn.peer, error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            changed = changes.changed(), if !closing => {
+                if changed.is_err() {
+                    continue;
+                }
+                if let Some(reason) = recheck_chain(&shared, &conn) {
+                    close_for(&shared, &conn, "", "revoked_or_untrusted", &reason);
+                    served.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+            () = &mut expiry, if !closing => {
+                close_for(&shared, &conn, "", "expired", "client certificate expired");
+                served.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            changed = shutdown.changed(), if !closing => {
+                if changed.is_ok() {
+                    served.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+    }
+}
+
+/// Logs, counts and records in the decision log why a connection is closed.
+pub fn close_for(shared: &Shared, conn: &ConnInfo, route: &str, label: &str, reason: &str) {
+    tracing::info!(
+        peer = %conn.peer,
+        principal = %conn.identity.spiffe_id,
+        route,
+        reason,
+        "closing connection after re-check"
+    );
+    shared
+        .metrics
+        .rechecks_closed
+        .with_label_values(&[label])
+        .inc();
+    shared.decider.log_close(conn, route, reason);
+}
