@@ -1,10 +1,22 @@
 //! ward-ca: the internal certificate authority.
 //!
 //! It also holds what the crates above it (gateway, agent) share with it:
-//! the TOML config loader and, as they land, the identity types and the API
-//! client. Dependency direction is `ward` → {gateway, agent} → ca → policy.
+//! the TOML config loader, the identity types ([`identity`]) and the API
+//! client ([`client`]). Dependency direction is `ward` → {gateway, agent} →
+//! ca → policy.
 
+pub mod authority;
+pub mod client;
 pub mod config;
+pub mod csr;
 mod error;
+pub mod identity;
+pub mod keys;
+pub mod metrics;
+pub mod profile;
+pub mod server;
+pub mod settings;
+pub mod store;
 
+pub use authority::{Ca, Issued, LogSink};
 pub use error::Error;

@@ -1,0 +1,1057 @@
+//! The CA proper: `init`, issuance from CSRs (enrol, renew, offline), tokens,
+//! revocation and the CRL.
+//!
+//! Every issuance runs the same pipeline, so the transparency log is wired
+//! in at exactly one place ([`LogSink`]):
+//! validate → sign (HSM) → store (one transaction, token claimed atomically)
+//! → append to the log → return.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CustomExtension,
+    DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyUsagePurpose,
+    PublicKeyData, RevocationReason, RevokedCertParams, SanType, SerialNumber, SigningKey,
+};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::Error;
+use crate::csr::{self, CsrRequest};
+use crate::identity::{IdentityPattern, SpiffeId};
+use crate::keys::{CaKey, KeyOpener};
+use crate::profile::Profile;
+use crate::settings::{CaConfig, MAX_LEAF_TTL};
+use crate::store::{Authority, CertRecord, SqliteStore, Store, TokenRecord};
+
+/// How far notBefore is backdated for clock skew.
+const BACKDATE: Duration = Duration::from_secs(60);
+/// CRL validity (nextUpdate − thisUpdate).
+pub const CRL_VALIDITY: Duration = Duration::from_secs(600);
+/// A cached CRL older than this is re-signed on the next request, so
+/// revocations made by another process (`ward ca revoke`) show up.
+const CRL_REFRESH: Duration = Duration::from_secs(60);
+
+/// Where issued and revoked certificates go before the caller sees them.
+/// The transparency log (`crate::translog`) implements this; the append
+/// must be durable when it returns.
+pub trait LogSink: Send + Sync {
+    /// A certificate was issued (already stored).
+    fn append_issued(&self, cert: &CertRecord) -> Result<(), Error>;
+    /// A certificate was revoked (already stored).
+    fn append_revoked(&self, cert: &CertRecord) -> Result<(), Error>;
+}
+
+/// A sink that records nothing, until the transparency log is wired in.
+#[derive(Debug, Default)]
+pub struct NoLog;
+
+impl LogSink for NoLog {
+    fn append_issued(&self, _: &CertRecord) -> Result<(), Error> {
+        Ok(())
+    }
+    fn append_revoked(&self, _: &CertRecord) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// Lets an `Arc<dyn SigningKey>` be an rcgen issuer key.
+#[derive(Clone)]
+pub struct SharedKey(pub CaKey);
+
+impl PublicKeyData for SharedKey {
+    fn der_bytes(&self) -> &[u8] {
+        self.0.der_bytes()
+    }
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        self.0.algorithm()
+    }
+}
+
+impl SigningKey for SharedKey {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        self.0.sign(msg)
+    }
+}
+
+/// A certificate just issued.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Issued {
+    /// Serial, lowercase hex.
+    pub serial: String,
+    /// The SPIFFE ID.
+    pub identity: String,
+    /// RFC 3339.
+    pub not_after: String,
+    /// Leaf then intermediate, PEM.
+    pub chain_pem: String,
+}
+
+/// Who asks for a revocation.
+#[derive(Debug, Clone)]
+pub enum Revoker {
+    /// An operator on the CA host (`ward ca revoke`).
+    Operator,
+    /// A client certificate over mTLS (already authenticated).
+    Cert(Box<CertRecord>),
+}
+
+/// What `ward ca init` created.
+#[derive(Debug, Clone)]
+pub struct InitReport {
+    /// Root certificate, DER.
+    pub root_der: Vec<u8>,
+    /// Intermediate, DER.
+    pub issuing_der: Vec<u8>,
+    /// Log key SubjectPublicKeyInfo, DER.
+    pub log_spki: Vec<u8>,
+}
+
+/// `sha256:<hex>` of DER bytes: how clients pin the root.
+pub fn fingerprint(der: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(der)))
+}
+
+/// PEM-encodes a certificate.
+pub fn cert_pem(der: &[u8]) -> String {
+    pem_block("CERTIFICATE", der)
+}
+
+pub(crate) fn pem_block(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// 128 random bits, positive, no leading zero byte (so the hex form is
+/// stable and 32 characters).
+fn random_serial() -> (SerialNumber, String) {
+    loop {
+        let bytes: [u8; 16] = rand::random();
+        if bytes[0] != 0 {
+            return (SerialNumber::from_slice(&bytes), hex::encode(bytes));
+        }
+    }
+}
+
+/// Lowercase hex of a certificate serial without leading zero bytes.
+pub fn serial_hex(raw: &[u8]) -> String {
+    let start = raw.iter().position(|&b| b != 0).unwrap_or(raw.len());
+    hex::encode(raw.get(start..).unwrap_or(&[]))
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+fn ia5(s: &str) -> Result<rcgen::string::Ia5String, Error> {
+    rcgen::string::Ia5String::try_from(s)
+        .map_err(|_| Error::bad("bad_name", format!("`{s}` is not an ASCII (IA5) string")))
+}
+
+fn random_token_part(bytes: usize) -> String {
+    use base64::Engine;
+    let buf: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// A new token as printed once: `ward1.<id>.<secret>`.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    /// The full token: give it to the enrolling host, it is not stored.
+    pub secret: String,
+    /// What was stored.
+    pub record: TokenRecord,
+}
+
+/// Options for a new enrolment token.
+#[derive(Debug, Clone)]
+pub struct TokenSpec {
+    /// SPIFFE ID or pattern granted.
+    pub identity: String,
+    /// Lifetime of the token itself.
+    pub ttl: Duration,
+    /// Certificate profile.
+    pub profile: Profile,
+    /// DNS names the certificate will carry (and serverAuth).
+    pub dns_names: Vec<String>,
+    /// rfc822Name for user certificates.
+    pub email: Option<String>,
+}
+
+/// Creates a token (store only; no HSM needed).
+pub fn create_token(
+    config: &CaConfig,
+    store: &dyn Store,
+    spec: &TokenSpec,
+) -> Result<NewToken, Error> {
+    let pattern = IdentityPattern::parse(&spec.identity)
+        .map_err(|e| Error::bad("bad_identity", e.to_string()))?;
+    if pattern.trust_domain() != &config.trust_domain {
+        return Err(Error::bad(
+            "identity_outside_trust_domain",
+            format!(
+                "{} is outside this CA's trust domain {}",
+                spec.identity, config.trust_domain
+            ),
+        ));
+    }
+    if spec.profile == Profile::Server {
+        return Err(Error::bad(
+            "bad_profile",
+            "tokens are for `workload` or `user` certificates",
+        ));
+    }
+    if spec.ttl > Duration::from_secs(30 * 86400) {
+        return Err(Error::bad(
+            "bad_duration",
+            "an enrolment token may live at most 30 days",
+        ));
+    }
+    for d in &spec.dns_names {
+        check_dns(d)?;
+    }
+    if let Some(e) = &spec.email {
+        check_email(e)?;
+    }
+    let id = hex::encode(rand::random::<[u8; 8]>());
+    let secret_part = random_token_part(32);
+    let t = now().unix_timestamp();
+    let record = TokenRecord {
+        id: id.clone(),
+        secret_sha256: Sha256::digest(secret_part.as_bytes()).to_vec(),
+        identity: pattern.to_string(),
+        profile: spec.profile.as_str().into(),
+        dns_names: spec
+            .dns_names
+            .iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect(),
+        email: spec.email.clone(),
+        created_at: t,
+        expires_at: t.saturating_add(i64::try_from(spec.ttl.as_secs()).unwrap_or(i64::MAX)),
+        used_at: None,
+        revoked_at: None,
+    };
+    store.insert_token(&record)?;
+    Ok(NewToken {
+        secret: format!("ward1.{id}.{secret_part}"),
+        record,
+    })
+}
+
+fn check_dns(d: &str) -> Result<(), Error> {
+    let ok = !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::bad(
+            "bad_dns_name",
+            format!("`{d}` is not a valid DNS name"),
+        ))
+    }
+}
+
+fn check_email(e: &str) -> Result<(), Error> {
+    match e.split_once('@') {
+        Some((l, d)) if !l.is_empty() && check_dns(d).is_ok() && e.is_ascii() => Ok(()),
+        _ => Err(Error::bad(
+            "bad_email",
+            format!("`{e}` is not a valid e-mail address"),
+        )),
+    }
+}
+
+fn dn(org: &str, cn: &str) -> DistinguishedName {
+    let mut d = DistinguishedName::new();
+    d.push(DnType::OrganizationName, org);
+    d.push(DnType::CommonName, cn);
+    d
+}
+
+/// DER of a critical nameConstraints extension permitting one URI host.
+fn uri_name_constraint(host: &str) -> Option<CustomExtension> {
+    let h = host.as_bytes();
+    let l3 = u8::try_from(h.len()).ok().filter(|&l| l < 124)?;
+    let mut v = vec![0x30, l3 + 6, 0xa0, l3 + 4, 0x30, l3 + 2, 0x86, l3];
+    // SEQUENCE { [0] { SEQUENCE { [6] host } } }
+    v.extend_from_slice(h);
+    let mut ext = CustomExtension::from_oid_content(&[2, 5, 29, 30], v);
+    ext.set_criticality(true);
+    Some(ext)
+}
+
+/// Generates the keys in the token and creates root and intermediate.
+pub fn init(config: &CaConfig) -> Result<InitReport, Error> {
+    let store = SqliteStore::open(&config.database)?;
+    if store.authority()?.is_some() {
+        return Err(Error::conflict(
+            "ca_exists",
+            format!(
+                "{} already holds a CA; refusing to initialise another",
+                config.database.display()
+            ),
+        ));
+    }
+    let mut keys = KeyOpener::new();
+    let refs = [config.root_key()?, config.issuing_key()?, config.log_key()?];
+    for r in &refs {
+        if keys.exists(r)? {
+            return Err(Error::conflict(
+                "key_exists",
+                format!(
+                    "key {r} already exists; refusing to generate another (remove it or pick another object label)"
+                ),
+            ));
+        }
+    }
+    let [root_ref, issuing_ref, log_ref] = refs;
+    let root_key = keys.generate(&root_ref)?;
+    let issuing_key = keys.generate(&issuing_ref)?;
+    let log_key = keys.generate(&log_ref)?;
+
+    let t = now();
+    let mut root = CertificateParams::default();
+    root.distinguished_name = dn(
+        &config.organization,
+        &format!("{} root CA", config.organization),
+    );
+    root.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    root.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    root.not_before = t - BACKDATE;
+    root.not_after = t + Duration::from_secs(3652 * 86400);
+    root.serial_number = Some(random_serial().0);
+    root.key_identifier_method = KeyIdMethod::Sha256;
+    let root_cert = root.self_signed(&SharedKey(root_key.clone()))?;
+
+    let mut inter = CertificateParams::default();
+    inter.distinguished_name = dn(
+        &config.organization,
+        &format!("{} issuing CA", config.organization),
+    );
+    inter.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    inter.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    inter.not_before = t - BACKDATE;
+    inter.not_after = t + Duration::from_secs(365 * 86400);
+    inter.serial_number = Some(random_serial().0);
+    inter.use_authority_key_identifier_extension = true;
+    inter.key_identifier_method = KeyIdMethod::Sha256;
+    if config.uri_name_constraints {
+        tracing::warn!(
+            "issuing CA gets a URI name constraint: rustls-webpki >= 0.103.12 rejects such chains (RUSTSEC-2026-0098)"
+        );
+        let ext = uri_name_constraint(config.trust_domain.as_str())
+            .ok_or_else(|| Error::Setup("trust domain too long for a name constraint".into()))?;
+        inter.custom_extensions.push(ext);
+    }
+    // Same key-identifier method (SHA-256) as the root certificate itself,
+    // so the intermediate's AKI equals the root's SKI.
+    let root_issuer = Issuer::new(root, SharedKey(root_key));
+    let inter_cert = inter.signed_by(&SharedKey(issuing_key), &root_issuer)?;
+
+    let report = InitReport {
+        root_der: root_cert.der().to_vec(),
+        issuing_der: inter_cert.der().to_vec(),
+        log_spki: log_key.subject_public_key_info(),
+    };
+    store.init_authority(&Authority {
+        root_der: report.root_der.clone(),
+        issuing_der: report.issuing_der.clone(),
+        log_spki: report.log_spki.clone(),
+        created_at: t.unix_timestamp(),
+    })?;
+    Ok(report)
+}
+
+struct CrlCache {
+    der: Vec<u8>,
+    signed_at: OffsetDateTime,
+}
+
+/// A running CA: keys open, certificates loaded.
+pub struct Ca {
+    config: CaConfig,
+    store: Arc<dyn Store>,
+    issuer: Issuer<'static, SharedKey>,
+    issuing_ski: Vec<u8>,
+    issuing_not_after: OffsetDateTime,
+    log_key: CaKey,
+    root_der: Vec<u8>,
+    issuing_der: Vec<u8>,
+    log: RwLock<Arc<dyn LogSink>>,
+    crl: RwLock<Option<CrlCache>>,
+    keys: KeyOpener,
+}
+
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ca")
+            .field("trust_domain", &self.config.trust_domain)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ca {
+    /// Opens the store and keys of an initialised CA. Fails with a message
+    /// naming the problem if the HSM is unreachable, the PIN is wrong, or
+    /// the issuing key does not match the stored intermediate.
+    pub fn open(config: CaConfig) -> Result<Self, Error> {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.database)?);
+        let authority = store.authority()?.ok_or_else(|| {
+            Error::Setup(format!(
+                "{} holds no CA; run `ward ca init` first",
+                config.database.display()
+            ))
+        })?;
+        let mut keys = KeyOpener::new();
+        let issuing_key = keys.open(&config.issuing_key()?)?;
+        let log_key = keys.open(&config.log_key()?)?;
+        let (_, inter) = x509_parser::parse_x509_certificate(&authority.issuing_der)
+            .map_err(|e| Error::Store(format!("stored intermediate does not parse: {e}")))?;
+        if inter.public_key().raw != issuing_key.subject_public_key_info().as_slice() {
+            return Err(Error::Setup(format!(
+                "key {} does not match the stored issuing certificate",
+                config.issuing_key()?
+            )));
+        }
+        let issuing_ski = inter
+            .iter_extensions()
+            .find_map(|e| match e.parsed_extension() {
+                x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) => {
+                    Some(k.0.to_vec())
+                }
+                _ => None,
+            })
+            .ok_or_else(|| {
+                Error::Store("stored intermediate has no subject key identifier".into())
+            })?;
+        let issuing_not_after = inter.validity().not_after.to_datetime();
+        let issuer = Issuer::from_ca_cert_der(
+            &authority.issuing_der.clone().into(),
+            SharedKey(issuing_key),
+        )?;
+        if matches!(config.issuing_key()?, crate::keys::KeyRef::File(_)) {
+            tracing::warn!("the issuing key is a file: this CA is not HSM-protected");
+        }
+        Ok(Self {
+            config,
+            store,
+            issuer,
+            issuing_ski,
+            issuing_not_after,
+            log_key,
+            root_der: authority.root_der,
+            issuing_der: authority.issuing_der,
+            log: RwLock::new(Arc::new(NoLog)),
+            crl: RwLock::new(None),
+            keys,
+        })
+    }
+
+    /// Wires the transparency log in: from now on every issued or revoked
+    /// certificate is appended before the caller sees it.
+    pub fn set_log(&self, log: Arc<dyn LogSink>) {
+        if let Ok(mut l) = self.log.write() {
+            *l = log;
+        }
+    }
+
+    fn log(&self) -> Arc<dyn LogSink> {
+        self.log
+            .read()
+            .map(|l| Arc::clone(&l))
+            .unwrap_or_else(|_| Arc::new(NoLog))
+    }
+
+    /// The key the transparency log signs tree heads with.
+    pub fn log_key(&self) -> CaKey {
+        Arc::clone(&self.log_key)
+    }
+
+    /// The issuing key (e.g. for an ES256 assertion key in demos).
+    pub fn issuing_key(&self) -> CaKey {
+        Arc::clone(&self.issuer.key().0)
+    }
+
+    /// The store (the log may share its database file: `config().database`).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The config it was opened with.
+    pub fn config(&self) -> &CaConfig {
+        &self.config
+    }
+
+    /// Root certificate, DER.
+    pub fn root_der(&self) -> &[u8] {
+        &self.root_der
+    }
+
+    /// Intermediate certificate, DER.
+    pub fn issuing_der(&self) -> &[u8] {
+        &self.issuing_der
+    }
+
+    /// Open PKCS#11 tokens (status, reconnect tests).
+    pub fn keys(&self) -> &KeyOpener {
+        &self.keys
+    }
+
+    /// Signs a leaf for `id`. Only the public key comes from the requester.
+    #[allow(clippy::too_many_arguments)]
+    fn sign_leaf(
+        &self,
+        public_key: &rcgen::SubjectPublicKeyInfo,
+        id: &SpiffeId,
+        profile: Profile,
+        dns_names: &[String],
+        email: Option<&str>,
+        ttl: Duration,
+        requester: String,
+    ) -> Result<CertRecord, Error> {
+        if id.trust_domain() != &self.config.trust_domain {
+            return Err(Error::forbidden(
+                "identity_outside_trust_domain",
+                format!(
+                    "{id} is outside this CA's trust domain {}",
+                    self.config.trust_domain
+                ),
+            ));
+        }
+        let t = now();
+        let ttl = ttl.min(MAX_LEAF_TTL);
+        let not_after = (t + ttl).min(self.issuing_not_after);
+        let (serial, serial_hex) = random_serial();
+        let mut p = CertificateParams::default();
+        p.distinguished_name = DistinguishedName::new();
+        p.serial_number = Some(serial);
+        p.not_before = t - BACKDATE;
+        p.not_after = not_after;
+        p.is_ca = IsCa::ExplicitNoCa;
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.use_authority_key_identifier_extension = true;
+        p.key_identifier_method = KeyIdMethod::Sha256;
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        if !dns_names.is_empty() || profile == Profile::Server {
+            p.extended_key_usages
+                .push(ExtendedKeyUsagePurpose::ServerAuth);
+        }
+        p.subject_alt_names = vec![SanType::URI(ia5(&id.to_string())?)];
+        for d in dns_names {
+            match d.parse::<std::net::IpAddr>() {
+                Ok(ip) => p.subject_alt_names.push(SanType::IpAddress(ip)),
+                Err(_) => p.subject_alt_names.push(SanType::DnsName(ia5(d)?)),
+            }
+        }
+        if let Some(e) = email {
+            p.subject_alt_names.push(SanType::Rfc822Name(ia5(e)?));
+        }
+        let cert = p.signed_by(public_key, &self.issuer).map_err(|e| match e {
+            rcgen::Error::RemoteKeyError => Error::Hsm(
+                "the issuing key could not sign (see the CA log for the PKCS#11 error)".into(),
+            ),
+            other => Error::from(other),
+        })?;
+        Ok(CertRecord {
+            serial: serial_hex,
+            identity: id.to_string(),
+            profile: profile.as_str().into(),
+            dns_names: dns_names.to_vec(),
+            email: email.map(str::to_string),
+            not_before: p.not_before.unix_timestamp(),
+            not_after: not_after.unix_timestamp(),
+            der: cert.der().to_vec(),
+            requester,
+            created_at: t.unix_timestamp(),
+            revoked_at: None,
+            reason: None,
+            revoked_by: None,
+        })
+    }
+
+    /// Store (claiming the token in the same transaction), log, answer.
+    fn finish(&self, rec: CertRecord, claim: Option<&str>) -> Result<Issued, Error> {
+        self.store
+            .record_issue(&rec, claim.map(|id| (id, rec.created_at)))?;
+        self.log().append_issued(&rec)?;
+        if let Some(m) = crate::metrics::get() {
+            m.issued.with_label_values(&[rec.profile.as_str()]).inc();
+        }
+        let not_after = OffsetDateTime::from_unix_timestamp(rec.not_after)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default();
+        Ok(Issued {
+            serial: rec.serial,
+            identity: rec.identity,
+            not_after,
+            chain_pem: format!("{}{}", cert_pem(&rec.der), cert_pem(&self.issuing_der)),
+        })
+    }
+
+    fn ttl(&self, profile: Profile) -> Duration {
+        self.config.ttl(profile)
+    }
+
+    /// Checks a presented enrolment token without using it up.
+    fn check_token(&self, token: &str) -> Result<TokenRecord, Error> {
+        let unknown = || Error::unauth("token_unknown", "unknown enrolment token");
+        let mut parts = token.trim().splitn(3, '.');
+        let (Some("ward1"), Some(id), Some(secret)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(unknown());
+        };
+        let rec = self.store.token(id)?.ok_or_else(unknown)?;
+        let hash = Sha256::digest(secret.as_bytes());
+        if !bool::from(constant_time_eq(&hash, &rec.secret_sha256)) {
+            return Err(unknown());
+        }
+        if rec.revoked_at.is_some() {
+            return Err(Error::unauth(
+                "token_revoked",
+                format!("enrolment token {id} was revoked"),
+            ));
+        }
+        if rec.used_at.is_some() {
+            return Err(Error::conflict(
+                "token_used",
+                format!("enrolment token {id} was already used (tokens are single-use)"),
+            ));
+        }
+        if rec.expires_at <= now().unix_timestamp() {
+            return Err(Error::unauth(
+                "token_expired",
+                format!("enrolment token {id} has expired"),
+            ));
+        }
+        Ok(rec)
+    }
+
+    /// Enrolment: a one-time token plus a CSR.
+    pub fn enroll(&self, token: &str, csr_pem: &str) -> Result<Issued, Error> {
+        let tok = self.check_token(token)?;
+        let req = csr::parse_pem(csr_pem)?;
+        let pattern = IdentityPattern::parse(&tok.identity)
+            .map_err(|e| Error::Store(format!("stored token identity: {e}")))?;
+        let id = self.requested_identity(&req, pattern.exact())?;
+        if !pattern.matches(&id) {
+            return Err(Error::forbidden(
+                "identity_not_granted",
+                format!("the token grants {pattern}, not {id}"),
+            ));
+        }
+        for d in &req.dns_names {
+            if !tok.dns_names.contains(d) {
+                return Err(Error::forbidden(
+                    "dns_not_granted",
+                    format!("the CSR asks for DNS name {d}, which the token does not grant"),
+                ));
+            }
+        }
+        for e in &req.emails {
+            if tok.email.as_deref() != Some(e.as_str()) {
+                return Err(Error::forbidden(
+                    "email_not_granted",
+                    format!("the CSR asks for e-mail {e}, which the token does not grant"),
+                ));
+            }
+        }
+        let profile: Profile = tok.profile.parse()?;
+        let rec = self.sign_leaf(
+            &req.public_key,
+            &id,
+            profile,
+            &tok.dns_names,
+            tok.email.as_deref(),
+            self.ttl(profile),
+            format!("token:{}", tok.id),
+        )?;
+        self.finish(rec, Some(&tok.id))
+    }
+
+    /// The identity a CSR asks for: its one URI SAN, or the token's exact
+    /// grant when the CSR names none.
+    fn requested_identity(
+        &self,
+        req: &CsrRequest,
+        default: Option<&SpiffeId>,
+    ) -> Result<SpiffeId, Error> {
+        match req.uris.as_slice() {
+            [] => default.cloned().ok_or_else(|| {
+                Error::bad(
+                    "csr_missing_identity",
+                    "the token grants a pattern; the CSR must name its SPIFFE ID in a URI SAN",
+                )
+            }),
+            [one] => {
+                let id = SpiffeId::parse(one)
+                    .map_err(|e| Error::bad("csr_bad_identity", e.to_string()))?;
+                if id.trust_domain() != &self.config.trust_domain {
+                    return Err(Error::forbidden(
+                        "identity_outside_trust_domain",
+                        format!(
+                            "{id} is outside this CA's trust domain {}",
+                            self.config.trust_domain
+                        ),
+                    ));
+                }
+                Ok(id)
+            }
+            _ => Err(Error::bad(
+                "csr_bad_identity",
+                "the CSR has more than one URI SAN; a certificate carries exactly one SPIFFE ID",
+            )),
+        }
+    }
+
+    /// Authenticates a client certificate presented over mTLS: it must be
+    /// one this CA issued (byte-for-byte in the store), unexpired and not
+    /// revoked.
+    pub fn authenticate(&self, peer_der: Option<&[u8]>) -> Result<CertRecord, Error> {
+        let der = peer_der.ok_or_else(|| {
+            Error::unauth(
+                "client_cert_required",
+                "this endpoint needs a client certificate (mTLS)",
+            )
+        })?;
+        let foreign = || {
+            Error::unauth(
+                "client_cert_foreign",
+                "the client certificate was not issued by this CA",
+            )
+        };
+        let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|_| foreign())?;
+        let serial = serial_hex(cert.raw_serial());
+        let rec = self.store.cert(&serial)?.ok_or_else(foreign)?;
+        if rec.der != der {
+            return Err(foreign());
+        }
+        if rec.revoked_at.is_some() {
+            return Err(Error::forbidden(
+                "client_cert_revoked",
+                format!("client certificate {serial} is revoked"),
+            ));
+        }
+        if rec.not_after <= now().unix_timestamp() {
+            return Err(Error::unauth(
+                "client_cert_expired",
+                format!("client certificate {serial} has expired; enrol again with a new token"),
+            ));
+        }
+        Ok(rec)
+    }
+
+    /// Renewal: authenticated by the current certificate; same identity,
+    /// new key.
+    pub fn renew(&self, current: &CertRecord, csr_pem: &str) -> Result<Issued, Error> {
+        let req = csr::parse_pem(csr_pem)?;
+        let (_, old) = x509_parser::parse_x509_certificate(&current.der)
+            .map_err(|e| Error::Store(format!("stored certificate does not parse: {e}")))?;
+        if old.public_key().raw == req.spki_der.as_slice() {
+            return Err(Error::bad(
+                "renew_same_key",
+                "renewal needs a new key pair; the CSR reuses the current certificate's key",
+            ));
+        }
+        let id = SpiffeId::parse(&current.identity)
+            .map_err(|e| Error::Store(format!("stored identity: {e}")))?;
+        let asked = self.requested_identity(&req, Some(&id))?;
+        if asked != id {
+            return Err(Error::forbidden(
+                "identity_not_granted",
+                format!("renewal keeps the identity {id}; the CSR asks for {asked}"),
+            ));
+        }
+        for d in &req.dns_names {
+            if !current.dns_names.contains(d) {
+                return Err(Error::forbidden(
+                    "dns_not_granted",
+                    format!(
+                        "renewal keeps the DNS names of the current certificate; {d} is not one"
+                    ),
+                ));
+            }
+        }
+        let profile: Profile = current.profile.parse()?;
+        let rec = self.sign_leaf(
+            &req.public_key,
+            &id,
+            profile,
+            &current.dns_names,
+            current.email.as_deref(),
+            self.ttl(profile),
+            format!("renew:{}", current.serial),
+        )?;
+        let issued = self.finish(rec, None)?;
+        if let Some(m) = crate::metrics::get() {
+            m.renewals.inc();
+        }
+        Ok(issued)
+    }
+
+    /// Offline issuance (`ward ca issue`), e.g. to bootstrap a gateway.
+    pub fn issue_offline(
+        &self,
+        csr_pem: &str,
+        identity: &str,
+        profile: Profile,
+        dns_names: &[String],
+        email: Option<&str>,
+        ttl: Option<Duration>,
+    ) -> Result<Issued, Error> {
+        let req = csr::parse_pem(csr_pem)?;
+        let id =
+            SpiffeId::parse(identity).map_err(|e| Error::bad("bad_identity", e.to_string()))?;
+        let asked = self.requested_identity(&req, Some(&id))?;
+        if asked != id {
+            return Err(Error::bad(
+                "csr_bad_identity",
+                format!("the CSR asks for {asked}, not {id}"),
+            ));
+        }
+        for d in dns_names {
+            check_dns(d).or_else(|_| {
+                d.parse::<std::net::IpAddr>().map(|_| ()).map_err(|_| {
+                    Error::bad(
+                        "bad_dns_name",
+                        format!("`{d}` is not a DNS name or IP address"),
+                    )
+                })
+            })?;
+        }
+        let ttl = ttl.unwrap_or_else(|| self.ttl(profile));
+        if ttl > MAX_LEAF_TTL {
+            return Err(Error::bad(
+                "ttl_too_long",
+                "the hard maximum lifetime is 7 days",
+            ));
+        }
+        let rec = self.sign_leaf(
+            &req.public_key,
+            &id,
+            profile,
+            dns_names,
+            email,
+            ttl,
+            "cli".into(),
+        )?;
+        self.finish(rec, None)
+    }
+
+    /// The CA's own API server certificate, with a key generated in memory.
+    pub fn server_identity(&self) -> Result<(Vec<Vec<u8>>, Vec<u8>), Error> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let spki = rcgen::SubjectPublicKeyInfo::from_der(&key.subject_public_key_info())?;
+        let id = SpiffeId::parse(&format!("{}/ward/ca", self.config.trust_domain.id_prefix()))
+            .map_err(|e| Error::Setup(e.to_string()))?;
+        let rec = self.sign_leaf(
+            &spki,
+            &id,
+            Profile::Server,
+            &self.config.server.dns_names,
+            None,
+            MAX_LEAF_TTL,
+            "self".into(),
+        )?;
+        self.store.record_issue(&rec, None)?;
+        self.log().append_issued(&rec)?;
+        Ok((
+            vec![rec.der, self.issuing_der.clone(), self.root_der.clone()],
+            key.serialize_der(),
+        ))
+    }
+
+    /// Revokes a certificate. An mTLS caller may revoke its own
+    /// certificate; revoking another needs `ca:Revoke`, which until the
+    /// policy engine is wired in means being listed in `server.admins`.
+    pub fn revoke(&self, serial: &str, reason: &str, by: &Revoker) -> Result<CertRecord, Error> {
+        let serial = serial.trim().trim_start_matches("0x").to_ascii_lowercase();
+        if serial.is_empty() || !serial.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::bad("bad_serial", "the serial must be hexadecimal"));
+        }
+        let serial = serial.trim_start_matches('0').to_string();
+        parse_reason(reason)?;
+        let revoked_by = match by {
+            Revoker::Operator => "cli".to_string(),
+            Revoker::Cert(me) => {
+                let admin = SpiffeId::parse(&me.identity)
+                    .map(|id| self.config.server.admins.contains(&id))
+                    .unwrap_or(false);
+                if me.serial != serial && !admin {
+                    return Err(Error::forbidden(
+                        "not_authorized",
+                        format!(
+                            "{} may revoke only its own certificate; revoking others needs ca:Revoke",
+                            me.identity
+                        ),
+                    ));
+                }
+                format!("cert:{}", me.serial)
+            }
+        };
+        let rec = self
+            .store
+            .revoke_cert(&serial, now().unix_timestamp(), reason, &revoked_by)?;
+        self.log().append_revoked(&rec)?;
+        if let Some(m) = crate::metrics::get() {
+            m.revocations.inc();
+        }
+        self.refresh_crl()?;
+        Ok(rec)
+    }
+
+    /// Signs a fresh CRL over every revoked, unexpired certificate.
+    pub fn refresh_crl(&self) -> Result<Vec<u8>, Error> {
+        let t = now();
+        let revoked = self.store.revoked_unexpired(t.unix_timestamp())?;
+        let mut revoked_certs = Vec::with_capacity(revoked.len());
+        for r in &revoked {
+            let bytes = hex::decode(&r.serial)
+                .map_err(|_| Error::Store(format!("stored serial {} is not hex", r.serial)))?;
+            revoked_certs.push(RevokedCertParams {
+                serial_number: SerialNumber::from_slice(&bytes),
+                revocation_time: OffsetDateTime::from_unix_timestamp(r.revoked_at.unwrap_or(0))
+                    .unwrap_or(t),
+                reason_code: parse_reason(r.reason.as_deref().unwrap_or("unspecified"))
+                    .ok()
+                    .flatten(),
+                invalidity_date: None,
+            });
+        }
+        let params = CertificateRevocationListParams {
+            this_update: t - BACKDATE,
+            next_update: t + CRL_VALIDITY,
+            crl_number: SerialNumber::from(self.store.next_crl_number()?),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: KeyIdMethod::PreSpecified(self.issuing_ski.clone()),
+        };
+        let crl = params.signed_by(&self.issuer).map_err(|e| match e {
+            rcgen::Error::RemoteKeyError => {
+                Error::Hsm("the issuing key could not sign the CRL".into())
+            }
+            other => Error::from(other),
+        })?;
+        let der = crl.der().to_vec();
+        if let Ok(mut c) = self.crl.write() {
+            *c = Some(CrlCache {
+                der: der.clone(),
+                signed_at: t,
+            });
+        }
+        if let Some(m) = crate::metrics::get() {
+            m.crl_age_seconds.set(0.0);
+        }
+        Ok(der)
+    }
+
+    /// The current CRL (DER), re-signed when older than a minute.
+    pub fn crl(&self) -> Result<Vec<u8>, Error> {
+        if let Ok(c) = self.crl.read()
+            && let Some(c) = c.as_ref()
+        {
+            let age = now() - c.signed_at;
+            if let Some(m) = crate::metrics::get() {
+                m.crl_age_seconds.set(age.as_seconds_f64());
+            }
+            if age < CRL_REFRESH {
+                return Ok(c.der.clone());
+            }
+        }
+        self.refresh_crl()
+    }
+}
+
+/// RFC 5280 reason names accepted by the API and CLI.
+pub fn parse_reason(reason: &str) -> Result<Option<RevocationReason>, Error> {
+    Ok(Some(match reason {
+        "" | "unspecified" => return Ok(None),
+        "keyCompromise" => RevocationReason::KeyCompromise,
+        "affiliationChanged" => RevocationReason::AffiliationChanged,
+        "superseded" => RevocationReason::Superseded,
+        "cessationOfOperation" => RevocationReason::CessationOfOperation,
+        "privilegeWithdrawn" => RevocationReason::PrivilegeWithdrawn,
+        other => {
+            return Err(Error::bad(
+                "bad_reason",
+                format!(
+                    "revocation reason `{other}` must be one of unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn"
+                ),
+            ));
+        }
+    }))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> subtle_bool::Choice {
+    subtle_bool::eq(a, b)
+}
+
+/// A tiny constant-time comparison (no extra dependency for one use).
+mod subtle_bool {
+    /// Result of a constant-time comparison.
+    pub struct Choice(bool);
+    impl From<Choice> for bool {
+        fn from(c: Choice) -> bool {
+            c.0
+        }
+    }
+    pub fn eq(a: &[u8], b: &[u8]) -> Choice {
+        if a.len() != b.len() {
+            return Choice(false);
+        }
+        let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+        Choice(std::hint::black_box(diff) == 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_constraint_der_parses() {
+        let ext = uri_name_constraint("corp.example").unwrap();
+        let content = ext.content();
+        assert_eq!(content[0], 0x30);
+        assert_eq!(content[1] as usize, content.len() - 2);
+        assert_eq!(content[3] as usize, content.len() - 4);
+        assert_eq!(content[5] as usize, content.len() - 6);
+        assert_eq!(content[7] as usize, "corp.example".len());
+    }
+
+    #[test]
+    fn serials_are_128_bit_hex() {
+        for _ in 0..100 {
+            let (_, h) = random_serial();
+            assert_eq!(h.len(), 32);
+            assert_eq!(serial_hex(&hex::decode(&h).unwrap()), h);
+        }
+        assert_eq!(serial_hex(&[0, 0x80, 1]), "8001");
+    }
+
+    #[test]
+    fn reasons() {
+        assert!(parse_reason("keyCompromise").unwrap().is_some());
+        assert!(parse_reason("").unwrap().is_none());
+        assert_eq!(parse_reason("because").unwrap_err().code(), "bad_reason");
+    }
+}

@@ -1,0 +1,119 @@
+//! The CA's HTTPS API (hyper 1 + tokio-rustls, JSON).
+//!
+//! Routes: `GET /v1/bundle`, `POST /v1/enroll`, `POST /v1/renew` (mTLS),
+//! `POST /v1/revoke` (mTLS), `GET /v1/crl` (DER), `GET /metrics`.
+//! Errors are `{"error": "...", "code": "..."}` with the status from
+//! [`crate::Error::status`].
+//!
+//! Client certificates are *requested*, never required at the TLS layer,
+//! and any certificate is accepted there (its handshake signature is still
+//! checked); the handlers then authenticate it strictly: it must be, byte
+//! for byte, a certificate this CA issued, unexpired and unrevoked. That
+//! way enrol and bundle work without a certificate, and an expired, revoked
+//! or foreign certificate gets a JSON 401/403 saying so instead of an
+//! opaque TLS alert.
+
+pub mod routes;
+mod verifier;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::{Ca, Error};
+
+/// Installs aws-lc-rs as the process's rustls provider (idempotent).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// Builds the TLS config: the CA's own server certificate (issued now from
+/// its intermediate), ALPN http/1.1, client certificates optional.
+pub fn tls_config(ca: &Ca) -> Result<Arc<rustls::ServerConfig>, Error> {
+    install_crypto_provider();
+    let (chain, key) = ca.server_identity()?;
+    let chain: Vec<CertificateDer<'static>> = chain.into_iter().map(CertificateDer::from).collect();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key));
+    let verifier = verifier::AnyClientCert::new(ca.root_der())?;
+    let mut cfg = rustls::ServerConfig::builder()
+        .with_client_cert_verifier(Arc::new(verifier))
+        .with_single_cert(chain, key)
+        .map_err(|e| Error::Cert(format!("server TLS config: {e}")))?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    ca: Arc<Ca>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let tls = TlsAcceptor::from(tls_config(&ca)?);
+    let max_body = ca.config().server.max_request_bytes;
+    // Sign the first CRL now so /v1/crl never waits on the HSM cold.
+    let first = Arc::clone(&ca);
+    let _ = tokio::task::spawn_blocking(move || first.refresh_crl()).await;
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let tls = tls.clone();
+        let ca = Arc::clone(&ca);
+        tokio::spawn(async move {
+            handle_connection(ca, tls, tcp, peer, max_body).await;
+        });
+    }
+}
+
+async fn handle_connection(
+    ca: Arc<Ca>,
+    tls: TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    max_body: usize,
+) {
+    let stream =
+        match tokio::time::timeout(std::time::Duration::from_secs(10), tls.accept(tcp)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => return,
+        };
+    let client_cert: Option<Arc<Vec<u8>>> = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| Arc::new(c.to_vec()));
+    let service = service_fn(move |req| {
+        let ca = Arc::clone(&ca);
+        let client_cert = client_cert.clone();
+        async move {
+            Ok::<_, std::convert::Infallible>(routes::handle(ca, client_cert, req, max_body).await)
+        }
+    });
+    if let Err(e) = http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .await
+    {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}

@@ -1,0 +1,223 @@
+//! Request routing, body limits, JSON in and out.
+
+use std::sync::Arc;
+
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use serde::{Deserialize, Serialize};
+
+use crate::authority::{Revoker, cert_pem, fingerprint};
+use crate::{Ca, Error};
+
+type Resp = Response<Full<Bytes>>;
+
+/// `POST /v1/enroll` body.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    /// The one-time token.
+    pub token: String,
+    /// PEM CSR.
+    pub csr: String,
+}
+
+/// `POST /v1/renew` body.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewRequest {
+    /// PEM CSR with a new key.
+    pub csr: String,
+}
+
+/// `POST /v1/revoke` body.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    /// Serial (hex) to revoke.
+    pub serial: String,
+    /// RFC 5280 reason name.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `POST /v1/revoke` answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RevokeResponse {
+    /// The revoked serial.
+    pub serial: String,
+    /// Unix seconds.
+    pub revoked_at: i64,
+}
+
+/// `GET /v1/bundle` answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BundleResponse {
+    /// Root certificate, PEM.
+    pub root_pem: String,
+    /// Intermediate, PEM.
+    pub intermediate_pem: String,
+    /// `sha256:<hex>` of the root.
+    pub root_fingerprint: String,
+    /// The trust domain.
+    pub trust_domain: String,
+}
+
+fn json<T: Serialize>(status: StatusCode, v: &T) -> Resp {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error(e: &Error) -> Resp {
+    crate::metrics::reject(e.code());
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if status.is_server_error() {
+        tracing::error!(error = %e, "request failed");
+    } else {
+        tracing::info!(error = %e, code = e.code(), "request refused");
+    }
+    json(
+        status,
+        &serde_json::json!({"error": e.to_string(), "code": e.code()}),
+    )
+}
+
+fn raw(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    r
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(
+    req: Request<Incoming>,
+    limit: usize,
+) -> Result<T, Error> {
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        && len > limit
+    {
+        return Err(Error::TooLarge { limit });
+    }
+    let body = http_body_util::Limited::new(req.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                Error::TooLarge { limit }
+            } else {
+                Error::bad("bad_body", format!("reading the request body failed: {e}"))
+            }
+        })?
+        .to_bytes();
+    serde_json::from_slice(&body).map_err(|e| {
+        Error::bad(
+            "bad_json",
+            format!("the request body is not the expected JSON: {e}"),
+        )
+    })
+}
+
+/// Runs blocking CA work (HSM signing, SQLite) off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Cert(format!("worker failed: {e}")))?
+}
+
+pub async fn handle(
+    ca: Arc<Ca>,
+    client_cert: Option<Arc<Vec<u8>>>,
+    req: Request<Incoming>,
+    max_body: usize,
+) -> Resp {
+    let result = route(ca, client_cert, req, max_body).await;
+    result.unwrap_or_else(|e| error(&e))
+}
+
+async fn route(
+    ca: Arc<Ca>,
+    client_cert: Option<Arc<Vec<u8>>>,
+    req: Request<Incoming>,
+    max_body: usize,
+) -> Result<Resp, Error> {
+    let path = req.uri().path().to_string();
+    match (req.method().clone(), path.as_str()) {
+        (Method::GET, "/v1/bundle") => Ok(json(
+            StatusCode::OK,
+            &BundleResponse {
+                root_pem: cert_pem(ca.root_der()),
+                intermediate_pem: cert_pem(ca.issuing_der()),
+                root_fingerprint: fingerprint(ca.root_der()),
+                trust_domain: ca.config().trust_domain.to_string(),
+            },
+        )),
+        (Method::GET, "/v1/crl") => {
+            let der = blocking(move || ca.crl()).await?;
+            Ok(raw(StatusCode::OK, "application/pkix-crl", der))
+        }
+        (Method::GET, "/metrics") => Ok(raw(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            crate::metrics::render().into_bytes(),
+        )),
+        (Method::POST, "/v1/enroll") => {
+            let body: EnrollRequest = read_json(req, max_body).await?;
+            let issued = blocking(move || ca.enroll(&body.token, &body.csr)).await?;
+            Ok(json(StatusCode::OK, &issued))
+        }
+        (Method::POST, "/v1/renew") => {
+            let body: RenewRequest = read_json(req, max_body).await?;
+            let issued = blocking(move || {
+                let me = ca.authenticate(client_cert.as_deref().map(Vec::as_slice))?;
+                ca.renew(&me, &body.csr)
+            })
+            .await?;
+            Ok(json(StatusCode::OK, &issued))
+        }
+        (Method::POST, "/v1/revoke") => {
+            let body: RevokeRequest = read_json(req, max_body).await?;
+            let rec = blocking(move || {
+                let me = ca.authenticate(client_cert.as_deref().map(Vec::as_slice))?;
+                ca.revoke(
+                    &body.serial,
+                    body.reason.as_deref().unwrap_or("unspecified"),
+                    &Revoker::Cert(Box::new(me)),
+                )
+            })
+            .await?;
+            Ok(json(
+                StatusCode::OK,
+                &RevokeResponse {
+                    serial: rec.serial,
+                    revoked_at: rec.revoked_at.unwrap_or_default(),
+                },
+            ))
+        }
+        (_, "/v1/bundle" | "/v1/crl" | "/metrics" | "/v1/enroll" | "/v1/renew" | "/v1/revoke") => {
+            Err(Error::bad(
+                "method_not_allowed",
+                format!("{} is not allowed on {path}", req.method()),
+            ))
+        }
+        _ => Err(Error::NotFound {
+            what: format!("route {path}"),
+        }),
+    }
+}
