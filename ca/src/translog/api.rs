@@ -1,0 +1,369 @@
+//! JSON shapes of the log API, and their offline verification.
+//!
+//! Hashes and byte strings are standard base64 (with padding); sizes,
+//! indices and STH timestamps (milliseconds since the epoch) are JSON
+//! numbers; certificate times are RFC 3339 strings; serials are lowercase
+//! hex ([`super::entry::serial_hex`]).
+//!
+//! | Endpoint | Function | Shape |
+//! |---|---|---|
+//! | `GET /v1/log/sth` | [`LogReader::sth`] | [`SthJson`] |
+//! | `GET /v1/log/entries?start=&end=` (inclusive) | [`LogReader::entries`] | [`EntriesJson`] |
+//! | `GET /v1/log/proof/inclusion?leaf_hash=&tree_size=` | [`LogReader::inclusion_proof`] | [`InclusionProofJson`] |
+//! | `GET /v1/log/proof/consistency?first=&second=` | [`LogReader::consistency_proof`] | [`ConsistencyProofJson`] |
+//! | `GET /v1/certs?identity=&serial=&since=&until=` | [`LogReader::certs`] | [`CertsJson`] |
+//!
+//! The proofs carry the signed heads they lead to, so that
+//! [`verify_inclusion_json`] and [`verify_consistency_json`] need nothing but
+//! the log's public key: anyone can check a proof they were handed.
+//!
+//! [`LogReader::sth`]: super::reader::LogReader::sth
+//! [`LogReader::entries`]: super::reader::LogReader::entries
+//! [`LogReader::inclusion_proof`]: super::reader::LogReader::inclusion_proof
+//! [`LogReader::consistency_proof`]: super::reader::LogReader::consistency_proof
+//! [`LogReader::certs`]: super::reader::LogReader::certs
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+
+use super::entry::{Entry, Requester, RevocationReason};
+use super::merkle::{self, Hash};
+use super::sth::{LogPublicKey, SignedTreeHead, SthJson, decode_hash, encode_hash};
+use crate::Error;
+
+/// Most entries one `entries` call returns.
+pub const MAX_PAGE: u64 = 256;
+
+/// An inclusion proof, as the API returns it and `ward audit check-proof`
+/// reads it:
+///
+/// ```json
+/// {"leaf_index": 3, "tree_size": 8, "leaf_hash": "<b64>",
+///  "audit_path": ["<b64>", …],
+///  "sth": {"tree_size": 8, "timestamp": …, "root_hash": "<b64>", "signature": "<b64>"},
+///  "entry": "<b64 canonical entry>"}
+/// ```
+///
+/// `sth` is the signed head of `tree_size` (absent only if the log never
+/// signed a head of exactly that size); `entry` lets the holder check that
+/// the leaf is the certificate they hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InclusionProofJson {
+    /// Position of the leaf.
+    pub leaf_index: u64,
+    /// Size of the tree the proof is for.
+    pub tree_size: u64,
+    /// Base64 leaf hash.
+    pub leaf_hash: String,
+    /// Base64 hashes, leaf's sibling first.
+    pub audit_path: Vec<String>,
+    /// Signed head of `tree_size`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sth: Option<SthJson>,
+    /// Base64 canonical entry bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<String>,
+}
+
+/// A consistency proof between two tree sizes:
+///
+/// ```json
+/// {"first": 3, "second": 8, "consistency_path": ["<b64>", …],
+///  "first_sth": {…}, "second_sth": {…}}
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyProofJson {
+    /// The smaller size.
+    pub first: u64,
+    /// The larger size.
+    pub second: u64,
+    /// Base64 hashes in RFC 9162 order.
+    pub consistency_path: Vec<String>,
+    /// Signed head of `first`, when the log signed one of that size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_sth: Option<SthJson>,
+    /// Signed head of `second`, when the log signed one of that size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_sth: Option<SthJson>,
+}
+
+/// A page of entries: `{"entries": [EntryJson, …]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntriesJson {
+    /// In index order.
+    pub entries: Vec<EntryJson>,
+}
+
+/// One entry: the canonical bytes plus their decoded fields for reading.
+/// Only `index`, `leaf_hash` and `entry` are authoritative; the rest is a
+/// convenience decoded from `entry`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryJson {
+    /// Leaf index.
+    pub index: u64,
+    /// Base64 leaf hash.
+    pub leaf_hash: String,
+    /// Base64 canonical entry bytes.
+    pub entry: String,
+    /// `issued` or `revoked`.
+    pub kind: String,
+    /// RFC 3339 time of issuance or revocation.
+    pub time: String,
+    /// Serial (hex).
+    pub serial: String,
+    /// SPIFFE ID (issued).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// RFC 3339 notBefore (issued).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
+    /// RFC 3339 notAfter (issued).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+    /// Who asked (issued): `{"token": id}` or `{"renewal": serial hex}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requester: Option<Requester>,
+    /// Issuance profile (issued).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// Revocation reason (revoked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<RevocationReason>,
+    /// Who revoked (revoked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_by: Option<String>,
+}
+
+impl EntryJson {
+    /// Decode stored bytes into the JSON view.
+    pub fn from_bytes(index: u64, bytes: &[u8]) -> Result<Self, Error> {
+        let entry = Entry::decode(bytes)?;
+        let f = entry.index_fields()?;
+        let mut out = Self {
+            index,
+            leaf_hash: encode_hash(&merkle::leaf_hash(bytes)),
+            entry: B64.encode(bytes),
+            kind: f.kind.to_owned(),
+            time: rfc3339_ms(f.time_ms),
+            serial: f.serial,
+            identity: f.identity,
+            not_before: f.not_before.map(rfc3339_s),
+            not_after: f.not_after.map(rfc3339_s),
+            requester: None,
+            profile: None,
+            reason: None,
+            revoked_by: None,
+        };
+        match entry {
+            Entry::Issued(i) => {
+                out.requester = Some(i.requester);
+                out.profile = Some(i.profile);
+            }
+            Entry::Revoked(r) => {
+                out.reason = Some(r.reason);
+                out.revoked_by = Some(r.revoked_by);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `{"certs": [CertJson, …]}`: certificates matching a search.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertsJson {
+    /// By log index.
+    pub certs: Vec<CertJson>,
+}
+
+/// One issued certificate and what the log says about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertJson {
+    /// Index of its `issued` entry.
+    pub index: u64,
+    /// Serial (hex).
+    pub serial: String,
+    /// SPIFFE ID.
+    pub identity: Option<String>,
+    /// RFC 3339.
+    pub not_before: Option<String>,
+    /// RFC 3339.
+    pub not_after: Option<String>,
+    /// RFC 3339 time of issuance.
+    pub issued_at: String,
+    /// Who asked.
+    pub requester: Option<Requester>,
+    /// Issuance profile.
+    pub profile: Option<String>,
+    /// RFC 3339 time of the first revocation, if revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+    /// Reason of the first revocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_reason: Option<RevocationReason>,
+    /// Who revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_by: Option<String>,
+    /// Base64 leaf hash of the issued entry (for `/v1/log/proof/inclusion`).
+    pub leaf_hash: String,
+    /// Base64 DER certificate.
+    pub certificate: String,
+}
+
+/// Query of `/v1/certs`; every field optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertQuery {
+    /// Exact SPIFFE ID.
+    pub identity: Option<String>,
+    /// Serial in any common hex spelling.
+    pub serial: Option<String>,
+    /// Certificates valid at some point at or after this RFC 3339 time.
+    pub since: Option<String>,
+    /// Certificates valid at some point at or before this RFC 3339 time.
+    pub until: Option<String>,
+}
+
+/// RFC 3339 for milliseconds since the epoch.
+pub fn rfc3339_ms(ms: u64) -> String {
+    let nanos = i128::from(ms) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("@{ms}ms"))
+}
+
+/// RFC 3339 for seconds since the epoch.
+pub fn rfc3339_s(s: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(s)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("@{s}s"))
+}
+
+/// Parse an RFC 3339 time into seconds since the epoch.
+pub fn parse_rfc3339(text: &str) -> Result<i64, Error> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map(|t| t.unix_timestamp())
+        .map_err(|e| {
+            Error::bad(
+                "bad_time",
+                format!("{text:?} is not an RFC 3339 time (e.g. 2026-11-30T12:00:00Z): {e}"),
+            )
+        })
+}
+
+fn decode_path(path: &[String], what: &str) -> Result<Vec<Hash>, Error> {
+    path.iter()
+        .enumerate()
+        .map(|(i, h)| decode_hash(h, &format!("{what}[{i}]")))
+        .collect()
+}
+
+/// What a verified inclusion proof established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedInclusion {
+    /// The signed head the leaf is under.
+    pub sth: SignedTreeHead,
+    /// The leaf's position.
+    pub leaf_index: u64,
+    /// The entry, when the proof carried it (checked against the leaf hash).
+    pub entry: Option<Entry>,
+}
+
+/// Check a signed head's signature.
+pub fn verify_sth_json(sth: &SthJson, key: &LogPublicKey) -> Result<SignedTreeHead, Error> {
+    let sth = SignedTreeHead::try_from(sth)?;
+    key.verify(&sth)?;
+    Ok(sth)
+}
+
+/// Fully offline check of an inclusion proof: the head's signature, the
+/// path to its root, and (when present) that the entry hashes to the leaf.
+pub fn verify_inclusion_json(
+    p: &InclusionProofJson,
+    key: &LogPublicKey,
+) -> Result<VerifiedInclusion, Error> {
+    let sth_json = p.sth.as_ref().ok_or_else(|| {
+        Error::LogVerify(
+            "the proof carries no signed tree head (\"sth\"), so it cannot be checked offline"
+                .into(),
+        )
+    })?;
+    let sth = verify_sth_json(sth_json, key)?;
+    if sth.head.tree_size != p.tree_size {
+        return Err(Error::LogVerify(format!(
+            "the proof is for tree size {} but its signed head is for size {}",
+            p.tree_size, sth.head.tree_size
+        )));
+    }
+    let leaf = decode_hash(&p.leaf_hash, "leaf_hash")?;
+    let path = decode_path(&p.audit_path, "audit_path")?;
+    let entry = match &p.entry {
+        Some(b64) => {
+            let bytes = B64
+                .decode(b64)
+                .map_err(|e| Error::LogVerify(format!("entry is not base64: {e}")))?;
+            if merkle::leaf_hash(&bytes) != leaf {
+                return Err(Error::LogVerify(
+                    "the entry does not hash to leaf_hash".into(),
+                ));
+            }
+            Some(Entry::decode(&bytes)?)
+        }
+        None => None,
+    };
+    merkle::verify_inclusion(p.leaf_index, p.tree_size, &leaf, &path, &sth.head.root_hash)?;
+    Ok(VerifiedInclusion {
+        sth,
+        leaf_index: p.leaf_index,
+        entry,
+    })
+}
+
+/// Fully offline check of a consistency proof: both heads' signatures and
+/// the RFC 9162 proof between their roots.
+pub fn verify_consistency_json(
+    p: &ConsistencyProofJson,
+    key: &LogPublicKey,
+) -> Result<(SignedTreeHead, SignedTreeHead), Error> {
+    let (Some(first), Some(second)) = (&p.first_sth, &p.second_sth) else {
+        return Err(Error::LogVerify(
+            "the proof lacks first_sth or second_sth, so it cannot be checked offline".into(),
+        ));
+    };
+    let first = verify_sth_json(first, key)?;
+    let second = verify_sth_json(second, key)?;
+    if first.head.tree_size != p.first || second.head.tree_size != p.second {
+        return Err(Error::LogVerify(format!(
+            "the proof is for sizes {} -> {} but its signed heads are for {} -> {}",
+            p.first, p.second, first.head.tree_size, second.head.tree_size
+        )));
+    }
+    let path = decode_path(&p.consistency_path, "consistency_path")?;
+    merkle::verify_consistency(
+        p.first,
+        p.second,
+        &first.head.root_hash,
+        &second.head.root_hash,
+        &path,
+    )?;
+    Ok((first, second))
+}
+
+/// Either proof shape, told apart by its fields (`leaf_index` or `first`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ProofJson {
+    /// An inclusion proof.
+    Inclusion(InclusionProofJson),
+    /// A consistency proof.
+    Consistency(ConsistencyProofJson),
+}

@@ -1,0 +1,395 @@
+//! The log handle: appends with group commit, and receipts.
+//!
+//! "Log before issue": the CA appends the certificate and hands it out only
+//! once [`Log::append`] (or [`Log::append_blocking`]) returned its
+//! [`Receipt`], i.e. once the entry is committed with `synchronous=FULL`.
+//!
+//! One fsync per certificate would cap issuance at the disk's fsync rate, so
+//! a single writer thread owns the write connection: callers send their
+//! entry over a channel and wait; the writer takes everything queued (up to
+//! `max_batch`), writes the entries, their subtrees and one signed tree head
+//! in one transaction, then answers every caller with its leaf index,
+//! inclusion proof and that signed head. While one batch is being synced the
+//! next one queues up, so the batch size grows with the load by itself.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+
+use rusqlite::Connection;
+
+use super::api::InclusionProofJson;
+use super::entry::{Entry, IndexFields};
+use super::merkle::{self, Frontier, Hash, NewNode, NodeSource};
+use super::reader::LogReader;
+use super::sth::{LogPublicKey, SignedTreeHead, TreeHead, encode_hash};
+use super::store::{self, DbNodes};
+use crate::Error;
+
+/// The key that signs tree heads: a file key or a PKCS#11 key.
+pub type LogSigner = Arc<dyn rcgen::SigningKey + Send + Sync>;
+
+/// Tuning; the defaults are safe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogOptions {
+    /// Most entries committed in one transaction.
+    pub max_batch: usize,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        Self { max_batch: 1024 }
+    }
+}
+
+/// Proof that an entry is in the log: what the CA returns with a certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// Position of the entry.
+    pub leaf_index: u64,
+    /// `SHA-256(0x00 || entry)`.
+    pub leaf_hash: Hash,
+    /// Audit path from the leaf to `sth`'s root.
+    pub audit_path: Vec<Hash>,
+    /// The signed head of the batch that committed the entry.
+    pub sth: SignedTreeHead,
+    /// The entry's canonical bytes.
+    pub entry: Vec<u8>,
+}
+
+impl Receipt {
+    /// Check the proof against the head (not the head's signature).
+    pub fn verify_root(&self) -> Result<(), Error> {
+        merkle::verify_inclusion(
+            self.leaf_index,
+            self.sth.head.tree_size,
+            &self.leaf_hash,
+            &self.audit_path,
+            &self.sth.head.root_hash,
+        )
+    }
+
+    /// The API's JSON shape (an inclusion proof with its head and entry).
+    pub fn to_json(&self) -> InclusionProofJson {
+        InclusionProofJson {
+            leaf_index: self.leaf_index,
+            tree_size: self.sth.head.tree_size,
+            leaf_hash: encode_hash(&self.leaf_hash),
+            audit_path: self.audit_path.iter().map(encode_hash).collect(),
+            sth: Some((&self.sth).into()),
+            entry: Some(base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                &self.entry,
+            )),
+        }
+    }
+}
+
+/// Counters for tests, metrics and the benchmark.
+#[derive(Debug, Default)]
+pub struct LogStats {
+    batches: AtomicU64,
+    entries: AtomicU64,
+}
+
+impl LogStats {
+    /// Transactions committed (one fsync each).
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
+    }
+
+    /// Entries committed.
+    pub fn entries(&self) -> u64 {
+        self.entries.load(Ordering::Relaxed)
+    }
+}
+
+enum Reply {
+    Blocking(mpsc::SyncSender<Result<Receipt, Error>>),
+    Async(tokio::sync::oneshot::Sender<Result<Receipt, Error>>),
+}
+
+impl Reply {
+    fn send(self, r: Result<Receipt, Error>) {
+        // The caller may have given up waiting (task cancelled); the entry
+        // is logged either way, which is the safe direction.
+        match self {
+            Self::Blocking(tx) => {
+                let _ = tx.send(r);
+            }
+            Self::Async(tx) => {
+                let _ = tx.send(r);
+            }
+        }
+    }
+}
+
+struct Job {
+    bytes: Vec<u8>,
+    leaf: Hash,
+    fields: IndexFields,
+    reply: Reply,
+}
+
+/// The transparency log, open for appending. Share it as `Arc<Log>`.
+pub struct Log {
+    tx: Mutex<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    stats: Arc<LogStats>,
+    reader: LogReader,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log").field("stats", &self.stats).finish()
+    }
+}
+
+impl Log {
+    /// Open (creating if needed) the log in the CA's database file, signing
+    /// with `key`. Refuses a key other than the one the log was created
+    /// with. A new log gets a signed head for the empty tree at once.
+    pub fn open(path: &Path, key: LogSigner, options: LogOptions) -> Result<Self, Error> {
+        let public = LogPublicKey::from_signing_key(key.as_ref())?;
+        let mut conn = store::open(path)?;
+        store::init(&conn)?;
+        match store::stored_key(&conn)? {
+            Some(spki) if spki != public.spki_der() => {
+                return Err(Error::LogKey(format!(
+                    "{} was created with another log key; open it with that key \
+                     (a log must keep one key for its whole life)",
+                    path.display()
+                )));
+            }
+            Some(_) => {}
+            None => store::set_key(&conn, public.spki_der())?,
+        }
+        let size = store::tree_size(&conn)?;
+        let frontier = Frontier::load(&DbNodes(&conn), size)?;
+        if store::latest_sth(&conn)?.is_none() {
+            let sth = TreeHead {
+                tree_size: 0,
+                timestamp_ms: now_ms(),
+                root_hash: frontier.root(),
+            }
+            .sign(key.as_ref())?;
+            store::insert_sth(&conn, &sth)?;
+        }
+        let last_ts = store::latest_sth(&conn)?.map_or(0, |s| s.head.timestamp_ms);
+        // Anything past the newest signed head cannot be there (batches are
+        // atomic); refuse to extend a store someone has added rows to.
+        let extra: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM translog_entries WHERE idx >= ?1",
+            [i64::try_from(size).unwrap_or(i64::MAX)],
+            |r| r.get(0),
+        )?;
+        if extra > 0 {
+            return Err(Error::LogVerify(format!(
+                "{} has {extra} log entries past its newest signed head (size {size}); \
+                 run `ward audit verify` before appending",
+                path.display()
+            )));
+        }
+        // The writer's connection is moved into its thread.
+        let reader = LogReader::open_rw(path, Some(public))?;
+        let stats = Arc::new(LogStats::default());
+        let (tx, rx) = mpsc::channel::<Job>();
+        let writer_stats = Arc::clone(&stats);
+        let max_batch = options.max_batch.max(1);
+        let handle = std::thread::Builder::new()
+            .name("ward-translog-writer".into())
+            .spawn(move || {
+                let mut w = Writer {
+                    conn: &mut conn,
+                    key,
+                    frontier,
+                    last_ts,
+                    stats: writer_stats,
+                };
+                w.run(&rx, max_batch);
+            })
+            .map_err(|e| Error::Store(format!("cannot start the log writer thread: {e}")))?;
+        Ok(Self {
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(handle)),
+            stats,
+            reader,
+        })
+    }
+
+    /// Read side: the query functions the API serves.
+    pub fn reader(&self) -> &LogReader {
+        &self.reader
+    }
+
+    /// Batch and entry counters.
+    pub fn stats(&self) -> &LogStats {
+        &self.stats
+    }
+
+    fn submit(&self, entry: &Entry, reply: Reply) -> Result<(), Error> {
+        let bytes = entry.encode();
+        let fields = entry.index_fields()?;
+        let leaf = merkle::leaf_hash(&bytes);
+        let guard = self.tx.lock().map_err(|_| Error::LogClosed)?;
+        let tx = guard.as_ref().ok_or(Error::LogClosed)?;
+        tx.send(Job {
+            bytes,
+            leaf,
+            fields,
+            reply,
+        })
+        .map_err(|_| Error::LogClosed)
+    }
+
+    /// Append and wait (blocking the thread) until the entry is durable.
+    /// Do not call from inside an async task; use [`Log::append`] there.
+    pub fn append_blocking(&self, entry: &Entry) -> Result<Receipt, Error> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.submit(entry, Reply::Blocking(tx))?;
+        rx.recv().map_err(|_| Error::LogClosed)?
+    }
+
+    /// Append and wait (asynchronously) until the entry is durable.
+    pub async fn append(&self, entry: &Entry) -> Result<Receipt, Error> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(entry, Reply::Async(tx))?;
+        rx.await.map_err(|_| Error::LogClosed)?
+    }
+
+    /// Stop the writer after it has answered everything already queued.
+    pub fn close(&self) {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        if let Ok(mut h) = self.writer.lock()
+            && let Some(h) = h.take()
+        {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+struct Writer<'c> {
+    conn: &'c mut Connection,
+    key: LogSigner,
+    frontier: Frontier,
+    last_ts: u64,
+    stats: Arc<LogStats>,
+}
+
+/// Subtrees completed by the current batch, in front of the store (they are
+/// what most proofs of the batch need).
+struct Overlay<'a> {
+    fresh: &'a HashMap<(u32, u64), Hash>,
+    db: DbNodes<'a>,
+}
+
+impl NodeSource for Overlay<'_> {
+    fn perfect(&self, level: u32, index: u64) -> Result<Hash, Error> {
+        match self.fresh.get(&(level, index)) {
+            Some(h) => Ok(*h),
+            None => self.db.perfect(level, index),
+        }
+    }
+}
+
+impl Writer<'_> {
+    fn run(&mut self, rx: &mpsc::Receiver<Job>, max_batch: usize) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while batch.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.commit_and_answer(batch);
+        }
+    }
+
+    fn commit_and_answer(&mut self, batch: Vec<Job>) {
+        let before = self.frontier.clone();
+        let first_index = before.size();
+        let mut fresh = HashMap::new();
+        match self.commit(&batch, &mut fresh) {
+            Ok(sth) => {
+                self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .entries
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                let src = Overlay {
+                    fresh: &fresh,
+                    db: DbNodes(self.conn),
+                };
+                for (offset, job) in batch.into_iter().enumerate() {
+                    let leaf_index = first_index + offset as u64;
+                    let result = merkle::inclusion_proof(&src, leaf_index, sth.head.tree_size).map(
+                        |audit_path| Receipt {
+                            leaf_index,
+                            leaf_hash: job.leaf,
+                            audit_path,
+                            sth: sth.clone(),
+                            entry: job.bytes,
+                        },
+                    );
+                    job.reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, entries = batch.len(), "transparency log commit failed");
+                self.frontier = before;
+                let msg = e.to_string();
+                for job in batch {
+                    job.reply.send(Err(Error::Store(format!(
+                        "the transparency log could not commit: {msg}"
+                    ))));
+                }
+            }
+        }
+    }
+
+    fn commit(
+        &mut self,
+        batch: &[Job],
+        fresh: &mut HashMap<(u32, u64), Hash>,
+    ) -> Result<SignedTreeHead, Error> {
+        let tx = self.conn.transaction()?;
+        let mut made: Vec<NewNode> = Vec::new();
+        for job in batch {
+            let index = self.frontier.size();
+            let nodes = self.frontier.push(job.leaf);
+            store::insert_entry(&tx, index, &job.bytes, &job.leaf, &job.fields)?;
+            store::insert_nodes(&tx, &nodes)?;
+            made.extend(nodes);
+        }
+        let head = TreeHead {
+            tree_size: self.frontier.size(),
+            timestamp_ms: now_ms().max(self.last_ts),
+            root_hash: self.frontier.root(),
+        };
+        let sth = head.sign(self.key.as_ref())?;
+        store::insert_sth(&tx, &sth)?;
+        tx.commit()?;
+        self.last_ts = head.timestamp_ms;
+        for n in made {
+            fresh.insert((n.level, n.index), n.hash);
+        }
+        Ok(sth)
+    }
+}
