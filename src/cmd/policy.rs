@@ -105,7 +105,8 @@ enum Command {
     /// or {"spiffe", "email"}), optional `email`, `action`, `resource`,
     /// `context` (object of key → string or list), `result` ("Allow" or
     /// "Deny"), optional `decision_id`. Lines without `action` (connection
-    /// close events) are skipped.
+    /// close events) are skipped. `ward:PrincipalGroups` is recomputed from
+    /// each directory's groups.json, so group changes are simulated too.
     Simulate {
         /// Policy directory in force.
         #[arg(long)]
@@ -503,6 +504,19 @@ fn test(dir: &Path, tests: &Path, schema: &Schema) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// The request as `set` sees it: `ward:PrincipalGroups` recomputed from the
+/// set's own groups.json (a change of groups is a policy change too), and
+/// `ward:PrincipalType` derived from the principal when the log lacks it.
+fn replay_request(set: &PolicySet, schema: &Schema, req: &Request) -> Request {
+    let mut r = req.clone();
+    if schema.key("ward:PrincipalGroups").is_some() {
+        let groups = set.groups_of(&r.principal).map(str::to_owned).collect();
+        r.context.set("ward:PrincipalGroups", groups);
+    }
+    fill_defaults(set, schema, &mut r, false);
+    r
+}
+
 /// The fields `simulate` reads from a gateway decision-log line.
 #[derive(Debug, Deserialize)]
 struct LogLine {
@@ -557,8 +571,8 @@ fn simulate(
             context: entry.context,
         };
         replayed += 1;
-        let a = old.evaluate(&req);
-        let b = new.evaluate(&req);
+        let a = old.evaluate(&replay_request(&old, schema, &req));
+        let b = new.evaluate(&replay_request(&new, schema, &req));
         let word = |d: &Decision| if d.allowed() { "Allow" } else { "Deny" };
         if let Some(r) = &entry.result
             && r != word(&a)
