@@ -169,9 +169,9 @@ impl Decider {
     ) -> Outcome {
         let started = Instant::now();
         let principal = conn.identity.spiffe_id.as_str();
-        let verdict = policy.evaluate(principal, &q.action, &q.resource, &q.context);
+        let verdict = policy.evaluate(&conn.identity, &q.action, &q.resource, &q.context);
         let shadow: Option<Verdict> =
-            candidate.map(|c| c.evaluate(principal, &q.action, &q.resource, &q.context));
+            candidate.map(|c| c.evaluate(&conn.identity, &q.action, &q.resource, &q.context));
         let elapsed = started.elapsed();
         self.metrics.decision_latency.observe(elapsed.as_secs_f64());
         let id = crate::random_id();
@@ -180,14 +180,17 @@ impl Decider {
             "decision_id": id,
             "kind": q.kind,
             "principal": principal,
+            "email": conn.identity.email,
             "serial": conn.identity.serial_hex,
             "route": q.route,
             "action": q.action,
             "resource": q.resource,
             "context": q.context,
             "result": if verdict.allowed { "Allow" } else { "Deny" },
+            "outcome": verdict.outcome,
             "matched_sid": verdict.sid,
             "policy_hash": verdict.policy_hash,
+            "error": verdict.error,
             "latency_us": u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
         });
         if let Some(sh) = &shadow {
@@ -200,6 +203,7 @@ impl Decider {
                     "shadow".into(),
                     json!({
                         "result": if sh.allowed { "Allow" } else { "Deny" },
+                        "outcome": sh.outcome,
                         "matched_sid": sh.sid,
                         "policy_hash": sh.policy_hash,
                         "differs": differs,

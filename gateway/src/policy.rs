@@ -4,8 +4,11 @@
 
 use std::path::Path;
 
+use ward_policy::{PolicySet, Principal, Request, Schema};
+
 use crate::Error;
 use crate::decide::Context;
+use crate::identity::Identity;
 
 /// What the policy said about one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,45 +19,88 @@ pub struct Verdict {
     pub sid: Option<String>,
     /// Hash of the policy version that decided.
     pub policy_hash: String,
+    /// Why, in ward-policy's words (`Allow`, `ExplicitDeny`, …).
+    pub outcome: String,
+    /// For a request the schema refused: what was wrong with it.
+    pub error: Option<String>,
 }
 
 /// A compiled policy directory.
 #[derive(Debug)]
 pub struct Policy {
-    hash: String,
+    set: PolicySet,
 }
 
 impl Policy {
-    /// Loads and compiles every policy in `dir` against the gateway schema.
+    /// Loads and compiles every policy in `dir` against the gateway schema;
+    /// warnings are logged, errors refuse the whole directory.
     pub fn load_dir(dir: &Path) -> Result<Policy, Error> {
-        Err(Error::ConfigInvalid {
-            path: dir.to_path_buf(),
-            message: "ward-policy evaluator not wired yet".into(),
-        })
+        let (set, warnings) = ward_policy::dir::compile(dir, &Schema::gateway())?;
+        for w in warnings {
+            tracing::warn!(dir = %dir.display(), warning = %w, "policy warning");
+        }
+        Ok(Policy { set })
     }
 
     /// Version hash of the loaded policies.
     pub fn hash(&self) -> &str {
-        &self.hash
+        self.set.hash()
     }
 
-    /// The groups `principal` belongs to (from `groups.json`).
-    pub fn groups_of(&self, _principal: &str) -> Vec<String> {
-        Vec::new()
+    /// The groups the identity belongs to (from `groups.json`).
+    pub fn groups_of(&self, identity: &Identity) -> Vec<String> {
+        let principal = principal(identity);
+        self.set.groups_of(&principal).map(str::to_string).collect()
     }
 
     /// Evaluates one request; anything not explicitly allowed is denied.
     pub fn evaluate(
         &self,
-        _principal: &str,
-        _action: &str,
-        _resource: &str,
-        _context: &Context,
+        identity: &Identity,
+        action: &str,
+        resource: &str,
+        context: &Context,
     ) -> Verdict {
-        Verdict {
-            allowed: false,
-            sid: None,
-            policy_hash: self.hash.clone(),
+        let mut ctx = ward_policy::Context::new();
+        for (k, v) in context {
+            match v {
+                serde_json::Value::String(s) => {
+                    ctx.insert(k, s.clone());
+                }
+                serde_json::Value::Array(items) => {
+                    ctx.set(
+                        k,
+                        items
+                            .iter()
+                            .filter_map(|i| i.as_str().map(str::to_string))
+                            .collect(),
+                    );
+                }
+                other => {
+                    ctx.insert(k, other.to_string());
+                }
+            }
         }
+        let req = Request {
+            principal: principal(identity),
+            action: action.to_string(),
+            resource: resource.to_string(),
+            context: ctx,
+        };
+        let d = self.set.evaluate(&req);
+        Verdict {
+            allowed: d.allowed(),
+            sid: d.deciding().find_map(|s| s.sid.clone()),
+            policy_hash: d.policy_hash().to_string(),
+            outcome: format!("{:?}", d.outcome()),
+            error: d.error().map(str::to_string),
+        }
+    }
+}
+
+fn principal(identity: &Identity) -> Principal {
+    Principal {
+        spiffe: Some(identity.spiffe_id.as_str().to_string()),
+        email: identity.email.clone(),
     }
 }

@@ -232,7 +232,7 @@ async fn handle_inner(
     }
 
     let state = shared.current();
-    let groups = state.policy.groups_of(conn.identity.spiffe_id.as_str());
+    let groups = state.policy.groups_of(&conn.identity);
     let now = OffsetDateTime::now_utc();
     let mut context = base_context(conn, &groups, now);
     add_http_context(

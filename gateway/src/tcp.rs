@@ -17,7 +17,7 @@ use crate::server::{Shared, close_for, recheck_chain, until_expiry};
 /// Decides `tcp:Connect` for `conn` on `route` with the current state.
 fn decide(shared: &Shared, conn: &ConnInfo, route: &TcpRoute, kind: &'static str) -> bool {
     let state = shared.current();
-    let groups = state.policy.groups_of(conn.identity.spiffe_id.as_str());
+    let groups = state.policy.groups_of(&conn.identity);
     let context = base_context(conn, &groups, OffsetDateTime::now_utc());
     shared
         .decider

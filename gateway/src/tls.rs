@@ -137,8 +137,15 @@ impl TlsMaterial {
         for path in &config.crls {
             crls.extend(read_crls(path)?);
         }
-        let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider())
-            .with_crls(crls)
+        let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider());
+        if !crls.is_empty() {
+            // The CA publishes one CRL, from the issuing intermediate, for
+            // the leaves; the intermediate itself is not covered by a CRL.
+            // A leaf whose issuer has no CRL here is still refused (unknown
+            // revocation status fails closed).
+            builder = builder.with_crls(crls).only_check_end_entity_revocation();
+        }
+        let inner = builder
             .build()
             .map_err(|e| Error::Tls(format!("client verifier: {e}")))?;
         let verifier = Arc::new(SpiffeVerifier {

@@ -1,0 +1,1021 @@
+//! End-to-end tests of `ward gateway run`: a real gateway process, real
+//! upstreams in the test, certificates made with rcgen (root →
+//! intermediate → leaves, a CRL from the intermediate), and curl / openssl
+//! s_client as independent clients. Only 127.0.0.1; every wait is bounded.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer,
+    DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair,
+    KeyUsagePurpose, RevocationReason, RevokedCertParams, SanType, SerialNumber,
+};
+use time::OffsetDateTime;
+
+const TD: &str = "corp.example";
+const CLIENT: &str = "spiffe://corp.example/ns/test/sa/client";
+const OTHER: &str = "spiffe://corp.example/ns/test/sa/other";
+
+// ---------------------------------------------------------------- PKI ----
+
+fn serial() -> SerialNumber {
+    let mut b = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut b).unwrap();
+    b[0] = (b[0] & 0x7f) | 0x01;
+    SerialNumber::from_slice(&b)
+}
+
+fn ca_params(cn: &str, path_len: Option<u8>) -> CertificateParams {
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, cn);
+    p.distinguished_name = dn;
+    p.is_ca = match path_len {
+        Some(n) => IsCa::Ca(BasicConstraints::Constrained(n)),
+        None => IsCa::Ca(BasicConstraints::Unconstrained),
+    };
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    p.serial_number = Some(serial());
+    let now = OffsetDateTime::now_utc();
+    p.not_before = now - Duration::from_secs(3600);
+    p.not_after = now + Duration::from_secs(86400);
+    p
+}
+
+/// How a leaf differs from a good client certificate.
+#[derive(Clone)]
+struct Leaf {
+    sans: Vec<SanType>,
+    eku: Vec<ExtendedKeyUsagePurpose>,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+}
+
+fn uri(s: &str) -> SanType {
+    SanType::URI(s.try_into().unwrap())
+}
+
+impl Leaf {
+    fn client(id: &str) -> Leaf {
+        let now = OffsetDateTime::now_utc();
+        Leaf {
+            sans: vec![uri(id)],
+            eku: vec![ExtendedKeyUsagePurpose::ClientAuth],
+            not_before: now - Duration::from_secs(60),
+            not_after: now + Duration::from_secs(3600),
+        }
+    }
+}
+
+struct Pki {
+    dir: PathBuf,
+    inter: CertifiedIssuer<'static, KeyPair>,
+    other_root: CertifiedIssuer<'static, KeyPair>,
+    revoked: Vec<SerialNumber>,
+}
+
+impl Pki {
+    fn new(dir: &Path) -> Pki {
+        let root = CertifiedIssuer::self_signed(
+            ca_params("ward test root", None),
+            KeyPair::generate().unwrap(),
+        )
+        .unwrap();
+        let inter = CertifiedIssuer::signed_by(
+            ca_params("ward test issuing", Some(0)),
+            KeyPair::generate().unwrap(),
+            &root,
+        )
+        .unwrap();
+        let other_root = CertifiedIssuer::self_signed(
+            ca_params("someone else's root", None),
+            KeyPair::generate().unwrap(),
+        )
+        .unwrap();
+        std::fs::write(dir.join("root.pem"), root.pem()).unwrap();
+        let pki = Pki {
+            dir: dir.to_path_buf(),
+            inter,
+            other_root,
+            revoked: Vec::new(),
+        };
+        let now = OffsetDateTime::now_utc();
+        pki.issue(
+            "server",
+            &Leaf {
+                sans: vec![
+                    SanType::DnsName("app.test".try_into().unwrap()),
+                    SanType::DnsName("down.test".try_into().unwrap()),
+                    SanType::DnsName("db.test".try_into().unwrap()),
+                    SanType::DnsName("nowhere.test".try_into().unwrap()),
+                    uri("spiffe://corp.example/gateway"),
+                ],
+                eku: vec![ExtendedKeyUsagePurpose::ServerAuth],
+                not_before: now - Duration::from_secs(60),
+                not_after: now + Duration::from_secs(86400),
+            },
+            false,
+        );
+        pki.write_crl();
+        pki
+    }
+
+    /// Writes `<name>.pem` (leaf + intermediate) and `<name>.key`; returns
+    /// the serial and the leaf's DER.
+    fn issue(&self, name: &str, leaf: &Leaf, foreign: bool) -> (SerialNumber, Vec<u8>) {
+        let mut p = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, name);
+        p.distinguished_name = dn;
+        p.is_ca = IsCa::ExplicitNoCa;
+        p.use_authority_key_identifier_extension = true;
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = leaf.eku.clone();
+        p.subject_alt_names = leaf.sans.clone();
+        p.not_before = leaf.not_before;
+        p.not_after = leaf.not_after;
+        let s = serial();
+        p.serial_number = Some(s.clone());
+        let key = KeyPair::generate().unwrap();
+        let (cert, chain) = if foreign {
+            (p.signed_by(&key, &self.other_root).unwrap(), String::new())
+        } else {
+            (p.signed_by(&key, &self.inter).unwrap(), self.inter.pem())
+        };
+        std::fs::write(
+            self.dir.join(format!("{name}.pem")),
+            format!("{}{}", cert.pem(), chain),
+        )
+        .unwrap();
+        std::fs::write(self.dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+        (s, cert.der().to_vec())
+    }
+
+    fn write_crl(&self) {
+        let now = OffsetDateTime::now_utc();
+        let crl = CertificateRevocationListParams {
+            this_update: now - Duration::from_secs(60),
+            next_update: now + Duration::from_secs(3600),
+            crl_number: serial(),
+            issuing_distribution_point: None,
+            revoked_certs: self
+                .revoked
+                .iter()
+                .map(|s| RevokedCertParams {
+                    serial_number: s.clone(),
+                    revocation_time: now - Duration::from_secs(30),
+                    reason_code: Some(RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&self.inter)
+        .unwrap();
+        let tmp = self.dir.join("inter.crl.tmp");
+        std::fs::write(&tmp, crl.pem().unwrap()).unwrap();
+        std::fs::rename(tmp, self.dir.join("inter.crl")).unwrap();
+    }
+
+    fn revoke(&mut self, s: SerialNumber) {
+        self.revoked.push(s);
+        self.write_crl();
+    }
+}
+
+// ---------------------------------------------------------- upstreams ----
+
+/// A tiny HTTP/1.1 upstream: counts requests and answers with the request
+/// head it received as the body (keep-alive, Content-Length bodies).
+struct Upstream {
+    port: u16,
+    count: Arc<AtomicUsize>,
+}
+
+fn read_head(r: &mut BufReader<TcpStream>) -> Option<String> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        match r.read_line(&mut line) {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+        if line == "\r\n" || line == "\n" {
+            return Some(head);
+        }
+        head.push_str(&line);
+    }
+}
+
+impl Upstream {
+    fn start() -> Upstream {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let count = Arc::new(AtomicUsize::new(0));
+        let c = count.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(s) = s else { continue };
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    let mut w = s.try_clone().unwrap();
+                    let mut r = BufReader::new(s);
+                    while let Some(head) = read_head(&mut r) {
+                        c.fetch_add(1, Ordering::SeqCst);
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse::<usize>().ok())?
+                            })
+                            .unwrap_or(0);
+                        let mut body = vec![0; len];
+                        if r.read_exact(&mut body).is_err() {
+                            return;
+                        }
+                        let resp = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nx-ward-identity: spoofed-by-upstream-is-fine\r\n\r\n{head}",
+                            head.len()
+                        );
+                        if w.write_all(resp.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Upstream { port, count }
+    }
+
+    fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+}
+
+/// A TCP echo server for TCP routes.
+fn echo_server() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let mut r = s.try_clone().unwrap();
+                let _ = std::io::copy(&mut r, &mut s);
+            });
+        }
+    });
+    port
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+// ------------------------------------------------------------ gateway ----
+
+const ALLOW_POLICY: &str = r#"{
+  "Version": "2026-11-01",
+  "Statement": [
+    {"Sid": "ClientUsesApp", "Effect": "Allow",
+     "Principal": {"Spiffe": "spiffe://corp.example/ns/test/sa/client"},
+     "Action": ["http:GET", "http:POST"], "Resource": ["route/app/*", "route/down/*"]},
+    {"Sid": "ClientUsesDb", "Effect": "Allow",
+     "Principal": {"Spiffe": "spiffe://corp.example/ns/test/sa/client"},
+     "Action": "tcp:Connect", "Resource": "route/db"},
+    {"Sid": "NobodyAdmin", "Effect": "Deny", "Principal": "*",
+     "Action": "http:*", "Resource": "route/app/admin*"}
+  ]
+}"#;
+
+const DENY_ALL_POLICY: &str = r#"{
+  "Version": "2026-11-01",
+  "Statement": [
+    {"Sid": "Lockdown", "Effect": "Deny", "Principal": "*",
+     "Action": ["http:*", "tcp:*"], "Resource": "route/*"}
+  ]
+}"#;
+
+struct Gateway {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+    admin: u16,
+    pki: Pki,
+    upstream: Upstream,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Gateway {
+    fn start() -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::new(dir.path());
+        pki.issue("client", &Leaf::client(CLIENT), false);
+        pki.issue("other", &Leaf::client(OTHER), false);
+        let upstream = Upstream::start();
+        let echo = echo_server();
+        let dead = free_port();
+        let port = free_port();
+        let admin = free_port();
+        std::fs::create_dir(dir.path().join("policy")).unwrap();
+        std::fs::write(dir.path().join("policy/main.json"), ALLOW_POLICY).unwrap();
+        std::fs::write(
+            dir.path().join("policy/groups.json"),
+            format!(r#"{{"Groups": {{"testers": ["{CLIENT}"]}}}}"#),
+        )
+        .unwrap();
+        let config = format!(
+            r#"
+listen = "127.0.0.1:{port}"
+admin_listen = "127.0.0.1:{admin}"
+trust_domain = "{TD}"
+trust_bundle = "root.pem"
+cert = "server.pem"
+key = "server.key"
+crls = ["inter.crl"]
+policy_dir = "policy"
+decision_log = "decisions.jsonl"
+reload_poll_secs = 1
+
+[limits]
+upstream_connect_timeout_secs = 2
+
+[[http_routes]]
+name = "app"
+host = "app.test"
+upstream = "http://127.0.0.1:{up}"
+
+[[http_routes]]
+name = "down"
+host = "down.test"
+upstream = "http://127.0.0.1:{dead}"
+
+[[tcp_routes]]
+name = "db"
+sni = "db.test"
+upstream = "127.0.0.1:{echo}"
+"#,
+            up = upstream.port
+        );
+        std::fs::write(dir.path().join("gateway.toml"), config).unwrap();
+        let stderr = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ward"))
+            .args([
+                "--log-level",
+                "info,ward_gateway=debug",
+                "gateway",
+                "run",
+                "--config",
+            ])
+            .arg(dir.path().join("gateway.toml"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let mut gw = Gateway {
+            child,
+            dir,
+            port,
+            admin,
+            pki,
+            upstream,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = gw.child.try_wait().unwrap() {
+                panic!("gateway exited with {status}:\n{}", gw.log());
+            }
+            if gw.admin_get("/readyz").0 == 200 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gateway not ready:\n{}",
+                gw.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        gw
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.path("gateway.log")).unwrap_or_default()
+    }
+
+    fn decisions(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.path("decisions.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Plain HTTP/1.0 GET on the admin listener: (status, body).
+    fn admin_get(&self, path: &str) -> (u16, String) {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.admin)) else {
+            return (0, String::new());
+        };
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: admin\r\n\r\n");
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|x| x.1)
+            .unwrap_or("")
+            .to_string();
+        (status, body)
+    }
+
+    /// The value of one metric sample (0 if absent).
+    fn metric(&self, name_and_labels: &str) -> f64 {
+        let (_, body) = self.admin_get("/metrics");
+        body.lines()
+            .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// curl with the named client certificate against `host` (resolved to
+    /// the gateway); extra args before the URL(s).
+    fn curl(&self, cert: Option<&str>, host: &str, extra: &[&str], paths: &[&str]) -> Output {
+        let mut c = Command::new("curl");
+        c.args(["-sS", "--max-time", "10", "--cacert"])
+            .arg(self.path("root.pem"))
+            .arg("--resolve")
+            .arg(format!("{host}:{}:127.0.0.1", self.port));
+        if let Some(name) = cert {
+            c.arg("--cert")
+                .arg(self.path(&format!("{name}.pem")))
+                .arg("--key")
+                .arg(self.path(&format!("{name}.key")));
+        }
+        c.args(extra);
+        for p in paths {
+            c.arg(format!("https://{host}:{}{p}", self.port));
+        }
+        c.output().unwrap()
+    }
+
+    fn sighup(&self) {
+        let ok = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    fn write_policy(&self, text: &str) {
+        let tmp = self.path("policy/.main.json.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(tmp, self.path("policy/main.json")).unwrap();
+        self.sighup();
+    }
+}
+
+/// (status, headers lowercased, body) from `curl -i` output.
+fn parse_response(out: &Output) -> (u16, Vec<(String, String)>, String) {
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Request headers the upstream echoed back in the body (lowercased names).
+fn echoed(body: &str) -> Vec<(String, String)> {
+    body.lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect()
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn verify_jwt(token: &str, jwks: &serde_json::Value) -> serde_json::Value {
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3, "{token}");
+    let header: serde_json::Value = serde_json::from_slice(&B64.decode(parts[0]).unwrap()).unwrap();
+    assert_eq!(header["alg"], "ES256");
+    let key = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == header["kid"])
+        .expect("JWT kid is in the JWKS");
+    let mut point = vec![4u8];
+    point.extend(B64.decode(key["x"].as_str().unwrap()).unwrap());
+    point.extend(B64.decode(key["y"].as_str().unwrap()).unwrap());
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point)
+        .verify(
+            format!("{}.{}", parts[0], parts[1]).as_bytes(),
+            &B64.decode(parts[2]).unwrap(),
+        )
+        .expect("JWT signature verifies against the JWKS");
+    serde_json::from_slice(&B64.decode(parts[1]).unwrap()).unwrap()
+}
+
+// -------------------------------------------------------------- tests ----
+
+#[test]
+fn allowed_request_is_proxied_with_identity_and_a_jwt_that_verifies() {
+    let gw = Gateway::start();
+    let (_, jwks) = gw.admin_get("/.well-known/jwks.json");
+    let jwks: serde_json::Value = serde_json::from_str(&jwks).unwrap();
+    let leaf_der = {
+        let pem = std::fs::read_to_string(gw.path("client.pem")).unwrap();
+        let b64: String = pem
+            .lines()
+            .skip(1)
+            .take_while(|l| !l.starts_with("-----END"))
+            .collect();
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap()
+    };
+    let fp = B64.encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        &leaf_der,
+    ));
+
+    for version in ["--http1.1", "--http2"] {
+        let before = gw.upstream.count();
+        let out = gw.curl(
+            Some("client"),
+            "app.test",
+            &[
+                version,
+                "-i",
+                "-H",
+                "X-Ward-Identity: spiffe://corp.example/ns/evil/sa/root",
+                "-H",
+                "x-ward-assertion: forged",
+            ],
+            &["/hello?x=1"],
+        );
+        assert!(
+            out.status.success(),
+            "{version}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (status, headers, body) = parse_response(&out);
+        assert_eq!(status, 200, "{version}: {body}");
+        assert_eq!(gw.upstream.count(), before + 1);
+        assert!(header(&headers, "x-ward-decision-id").is_some());
+        let seen = echoed(&body);
+        assert!(body.starts_with("GET /hello?x=1 HTTP/1.1"), "{body}");
+        let ids: Vec<&str> = seen
+            .iter()
+            .filter(|(k, _)| k == "x-ward-identity")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(ids, [CLIENT], "spoofed identity must be replaced: {body}");
+        assert_eq!(header(&seen, "host"), Some("app.test"));
+        let jwt = header(&seen, "x-ward-assertion").expect("assertion header");
+        assert_ne!(jwt, "forged");
+        let claims = verify_jwt(jwt, &jwks);
+        assert_eq!(claims["sub"], CLIENT);
+        assert_eq!(claims["route"], "app");
+        assert_eq!(claims["groups"][0], "testers");
+        assert_eq!(claims["cnf"]["x5t#S256"], fp.as_str());
+        let (iat, exp) = (
+            claims["iat"].as_i64().unwrap(),
+            claims["exp"].as_i64().unwrap(),
+        );
+        assert!(exp > iat && exp - iat <= 300, "{claims}");
+    }
+
+    let log = gw.decisions();
+    assert_eq!(log.len(), 2, "{log:?}");
+    for (line, proto) in log.iter().zip(["h1", "h2"]) {
+        assert_eq!(line["result"], "Allow");
+        assert_eq!(line["matched_sid"], "ClientUsesApp");
+        assert_eq!(line["principal"], CLIENT);
+        assert_eq!(line["action"], "http:GET");
+        assert_eq!(line["resource"], "route/app/hello");
+        assert_eq!(line["context"]["ward:Protocol"], proto);
+        assert_eq!(line["context"]["ward:SourceIp"], "127.0.0.1");
+        assert_eq!(line["context"]["ward:PrincipalGroups"][0], "testers");
+        assert!(line["policy_hash"].as_str().unwrap().len() >= 32);
+        assert!(
+            line["context"]
+                .get("ward:RequestHeader/x-ward-identity")
+                .is_none()
+        );
+    }
+    assert!(
+        gw.metric("ward_gateway_requests_total{decision=\"allow\",route=\"app\",status=\"200\"}")
+            >= 2.0
+    );
+}
+
+#[test]
+fn denied_request_is_403_with_a_decision_id_and_never_reaches_the_upstream() {
+    let gw = Gateway::start();
+    for (cert, path) in [("other", "/hello"), ("client", "/admin/users")] {
+        let out = gw.curl(Some(cert), "app.test", &["-i"], &[path]);
+        let (status, headers, body) = parse_response(&out);
+        assert_eq!(status, 403, "{cert} {path}: {body}");
+        let id = header(&headers, "x-ward-decision-id").expect("decision id header");
+        assert_eq!(id.len(), 32);
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["decision_id"], id);
+        let line = gw
+            .decisions()
+            .into_iter()
+            .find(|l| l["decision_id"] == id)
+            .expect("decision logged under the same id");
+        assert_eq!(line["result"], "Deny");
+    }
+    let explicit = gw
+        .decisions()
+        .into_iter()
+        .find(|l| l["resource"] == "route/app/admin/users")
+        .unwrap();
+    assert_eq!(explicit["matched_sid"], "NobodyAdmin");
+    assert_eq!(
+        gw.upstream.count(),
+        0,
+        "a denied request reached the upstream"
+    );
+}
+
+#[test]
+fn unknown_host_is_404_and_upstream_down_is_502() {
+    let gw = Gateway::start();
+    let (status, _, body) =
+        parse_response(&gw.curl(Some("client"), "nowhere.test", &["-i"], &["/"]));
+    assert_eq!(status, 404, "{body}");
+    let (status, _, body) = parse_response(&gw.curl(Some("client"), "down.test", &["-i"], &["/x"]));
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("cannot connect to the upstream"), "{body}");
+    let (status, _, body) =
+        parse_response(&gw.curl(Some("client"), "app.test", &["-i"], &["/a/%2e%2e/admin"]));
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(gw.upstream.count(), 0);
+}
+
+#[test]
+fn bad_client_certificates_are_refused_at_the_handshake() {
+    let mut gw = Gateway::start();
+    let now = OffsetDateTime::now_utc();
+    let client = Leaf::client(CLIENT);
+    let hour = Duration::from_secs(3600);
+    let expired = Leaf {
+        not_before: now - 2 * hour,
+        not_after: now - hour,
+        ..client.clone()
+    };
+    let not_yet = Leaf {
+        not_before: now + hour,
+        not_after: now + 2 * hour,
+        ..client.clone()
+    };
+    let no_eku = Leaf {
+        eku: vec![ExtendedKeyUsagePurpose::ServerAuth],
+        ..client.clone()
+    };
+    let no_spiffe = Leaf {
+        sans: vec![SanType::DnsName("client.corp.example".try_into().unwrap())],
+        ..client.clone()
+    };
+    let two_spiffe = Leaf {
+        sans: vec![uri(CLIENT), uri(OTHER)],
+        ..client.clone()
+    };
+    let foreign_td = Leaf {
+        sans: vec![uri("spiffe://evil.example/ns/test/sa/client")],
+        ..client.clone()
+    };
+    gw.pki.issue("expired", &expired, false);
+    gw.pki.issue("notyet", &not_yet, false);
+    gw.pki.issue("noeku", &no_eku, false);
+    gw.pki.issue("nospiffe", &no_spiffe, false);
+    gw.pki.issue("twospiffe", &two_spiffe, false);
+    gw.pki.issue("foreigntd", &foreign_td, false);
+    gw.pki.issue("wrongca", &client, true);
+    let (revoked, _) = gw.pki.issue("revoked", &client, false);
+    // Revoked while the gateway runs: the new CRL is picked up on reload.
+    let before = gw.metric("ward_gateway_reloads_total{part=\"tls\"}");
+    gw.pki.revoke(revoked);
+    gw.sighup();
+    wait_until("CRL reload", || {
+        gw.metric("ward_gateway_reloads_total{part=\"tls\"}") > before
+    });
+
+    let cases = [
+        (None, "no_certificate"),
+        (Some("expired"), "expired"),
+        (Some("notyet"), "not_yet_valid"),
+        (Some("wrongca"), "unknown_issuer"),
+        (Some("revoked"), "revoked"),
+        (Some("noeku"), "wrong_purpose"),
+        (Some("nospiffe"), "identity"),
+        (Some("twospiffe"), "identity"),
+        (Some("foreigntd"), "identity"),
+    ];
+    for (cert, reason) in cases {
+        let metric =
+            format!("ward_gateway_handshakes_total{{reason=\"{reason}\",result=\"failed\"}}");
+        let before = gw.metric(&metric);
+        for version in ["--http1.1", "--http2"] {
+            let out = gw.curl(cert, "app.test", &[version, "-i"], &["/hello"]);
+            let (status, _, _) = parse_response(&out);
+            assert!(
+                !out.status.success() && status == 0,
+                "{cert:?} {version} was let through: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+            // TLS 1.3: refused after the client's Finished, seen on first
+            // read (56) or write (55); failures inside the handshake: 35.
+            let code = out.status.code().unwrap();
+            assert!(
+                [35, 55, 56, 58].contains(&code),
+                "{cert:?}: curl exit {code}"
+            );
+        }
+        let after = gw.metric(&metric);
+        assert!(
+            after >= before + 2.0,
+            "{cert:?}: {metric} {before} -> {after}\n{}",
+            gw.log()
+        );
+    }
+    assert_eq!(gw.upstream.count(), 0);
+
+    // The same over TLS 1.2 with openssl s_client: refused during the
+    // handshake itself, while the good certificate completes it.
+    let s_client = |cert: &str| {
+        Command::new("timeout")
+            .args(["10", "openssl", "s_client", "-tls1_2", "-brief", "-connect"])
+            .arg(format!("127.0.0.1:{}", gw.port))
+            .args(["-servername", "app.test", "-CAfile"])
+            .arg(gw.path("root.pem"))
+            .arg("-cert")
+            .arg(gw.path(&format!("{cert}.pem")))
+            .arg("-cert_chain")
+            .arg(gw.path(&format!("{cert}.pem")))
+            .arg("-key")
+            .arg(gw.path(&format!("{cert}.key")))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let good = s_client("client");
+    let good_text = String::from_utf8_lossy(&good.stderr);
+    assert!(good_text.contains("CONNECTION ESTABLISHED"), "{good_text}");
+    for bad in ["twospiffe", "revoked", "expired"] {
+        let out = s_client(bad);
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bad}: {text}");
+        assert!(!text.contains("CONNECTION ESTABLISHED"), "{bad}: {text}");
+        assert!(text.contains("alert"), "{bad}: {text}");
+    }
+}
+
+#[test]
+fn policy_reload_flips_the_next_decision_and_a_bad_policy_keeps_the_old_one() {
+    let gw = Gateway::start();
+    let get = || parse_response(&gw.curl(Some("client"), "app.test", &["-i"], &["/hello"])).0;
+    assert_eq!(get(), 200);
+
+    // A broken policy is refused; the last good one stays in force.
+    gw.write_policy("{\"Version\": \"2026-11-01\", \"Statement\": [{\"Effect\": \"Allow\"");
+    wait_until("refused reload", || {
+        gw.metric("ward_gateway_reload_failures_total{part=\"policy\"}") >= 1.0
+    });
+    assert_eq!(get(), 200);
+    assert!(gw.log().contains("policy refused"), "{}", gw.log());
+
+    // A good new policy flips the very next request.
+    gw.write_policy(DENY_ALL_POLICY);
+    wait_until("deny policy in force", || get() == 403);
+    let last = gw.decisions().pop().unwrap();
+    assert_eq!(last["matched_sid"], "Lockdown");
+
+    gw.write_policy(ALLOW_POLICY);
+    wait_until("allow policy back", || get() == 200);
+
+    // `ward gateway check` accepts the running config and refuses a bad one.
+    let check = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["gateway", "check", "--config"])
+        .arg(gw.path("gateway.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(String::from_utf8_lossy(&check.stdout).contains("config ok"));
+    std::fs::write(gw.path("policy/broken.json"), "{").unwrap();
+    let check = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["gateway", "check", "--config"])
+        .arg(gw.path("gateway.toml"))
+        .output()
+        .unwrap();
+    assert!(!check.status.success());
+}
+
+#[test]
+fn http2_multiplexed_requests_each_get_their_own_decision() {
+    let gw = Gateway::start();
+    let handshakes = gw.metric("ward_gateway_handshakes_total{reason=\"\",result=\"ok\"}");
+    let out = gw.curl(
+        Some("client"),
+        "app.test",
+        &[
+            "--http2",
+            "--parallel",
+            "-o",
+            "/dev/null",
+            "-o",
+            "/dev/null",
+            "-o",
+            "/dev/null",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{http_version} %header{x-ward-decision-id}\\n",
+        ],
+        &["/one", "/admin", "/two", "/three"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort();
+    assert_eq!(lines.len(), 4, "{text}");
+    let codes: Vec<&str> = lines.iter().map(|l| &l[..5]).collect();
+    assert_eq!(codes, ["200 2", "200 2", "200 2", "403 2"], "{text}");
+    let ids: std::collections::HashSet<&str> = lines
+        .iter()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    assert_eq!(
+        ids.len(),
+        4,
+        "every request has its own decision id: {text}"
+    );
+    let log = gw.decisions();
+    assert_eq!(log.len(), 4);
+    assert!(log.iter().all(|l| l["context"]["ward:Protocol"] == "h2"));
+    assert_eq!(gw.upstream.count(), 3);
+    let after = gw.metric("ward_gateway_handshakes_total{reason=\"\",result=\"ok\"}");
+    assert_eq!(
+        after - handshakes,
+        1.0,
+        "all four requests on one connection"
+    );
+}
+
+/// An `openssl s_client` TCP tunnel through the `db` route; a thread
+/// forwards its output lines, and the channel closes on EOF.
+struct Tunnel {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Drop for Tunnel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tunnel(gw: &Gateway, cert: &str) -> Tunnel {
+    let mut child = Command::new("openssl")
+        .args(["s_client", "-quiet", "-connect"])
+        .arg(format!("127.0.0.1:{}", gw.port))
+        .args(["-servername", "db.test", "-CAfile"])
+        .arg(gw.path("root.pem"))
+        .arg("-cert")
+        .arg(gw.path(&format!("{cert}.pem")))
+        .arg("-cert_chain")
+        .arg(gw.path(&format!("{cert}.pem")))
+        .arg("-key")
+        .arg(gw.path(&format!("{cert}.key")))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(gw.path(&format!("s_client-{cert}.log"))).unwrap())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        loop {
+            let mut line = String::new();
+            match out.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    if tx.send(line).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    Tunnel { child, lines }
+}
+
+/// The next line, or None on EOF or after `secs`.
+fn read_line_timeout(t: &mut Tunnel, secs: u64) -> Option<String> {
+    t.lines.recv_timeout(Duration::from_secs(secs)).ok()
+}
+
+#[test]
+fn tcp_route_tunnels_allowed_clients_and_closes_on_policy_change() {
+    let gw = Gateway::start();
+    let mut t = tunnel(&gw, "client");
+    t.child
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"ping\n")
+        .unwrap();
+    assert_eq!(
+        read_line_timeout(&mut t, 10).as_deref(),
+        Some("ping\n"),
+        "{}\n{}",
+        std::fs::read_to_string(gw.path("s_client-client.log")).unwrap_or_default(),
+        gw.log()
+    );
+
+    let mut denied = tunnel(&gw, "other");
+    let _ = denied.child.stdin.as_mut().unwrap().write_all(b"ping\n");
+    assert_eq!(
+        read_line_timeout(&mut denied, 10),
+        None,
+        "denied tunnel echoed"
+    );
+
+    // The open tunnel is re-decided when the policy changes, and closed.
+    gw.write_policy(DENY_ALL_POLICY);
+    wait_until("tunnel closed by re-check", || {
+        gw.metric("ward_gateway_rechecks_closed_total{reason=\"policy\"}") >= 1.0
+    });
+    let _ = t.child.stdin.as_mut().unwrap().write_all(b"again\n");
+    assert_eq!(read_line_timeout(&mut t, 10), None);
+    let close = gw
+        .decisions()
+        .into_iter()
+        .find(|l| l["kind"] == "close")
+        .expect("close logged");
+    assert_eq!(close["route"], "db");
+    assert!(close["reason"].as_str().unwrap().contains("policy"));
+}
