@@ -277,6 +277,18 @@ fn check_email(e: &str) -> Result<(), Error> {
     }
 }
 
+/// RFC 7093 method 1: the leftmost 160 bits of SHA-256 over the
+/// subjectPublicKey bits (rcgen's `Sha256` hashes the whole SPKI, which
+/// pkilint reports as an unknown method).
+fn key_id(key: &impl PublicKeyData) -> KeyIdMethod {
+    KeyIdMethod::PreSpecified(
+        Sha256::digest(key.der_bytes())
+            .get(..20)
+            .unwrap_or_default()
+            .to_vec(),
+    )
+}
+
 fn dn(org: &str, cn: &str) -> DistinguishedName {
     let mut d = DistinguishedName::new();
     d.push(DnType::OrganizationName, org);
@@ -336,7 +348,10 @@ pub fn init(config: &CaConfig) -> Result<InitReport, Error> {
     root.not_before = t - BACKDATE;
     root.not_after = t + Duration::from_secs(3652 * 86400);
     root.serial_number = Some(random_serial().0);
-    root.key_identifier_method = KeyIdMethod::Sha256;
+    // AKI on the self-signed root too: pkilint's chain lint wants it and
+    // RFC 5280 allows it (it equals the SKI).
+    root.use_authority_key_identifier_extension = true;
+    root.key_identifier_method = key_id(&SharedKey(root_key.clone()));
     let root_cert = root.self_signed(&SharedKey(root_key.clone()))?;
 
     let mut inter = CertificateParams::default();
@@ -350,7 +365,7 @@ pub fn init(config: &CaConfig) -> Result<InitReport, Error> {
     inter.not_after = t + Duration::from_secs(365 * 86400);
     inter.serial_number = Some(random_serial().0);
     inter.use_authority_key_identifier_extension = true;
-    inter.key_identifier_method = KeyIdMethod::Sha256;
+    inter.key_identifier_method = key_id(&SharedKey(issuing_key.clone()));
     if config.uri_name_constraints {
         tracing::warn!(
             "issuing CA gets a URI name constraint: rustls-webpki >= 0.103.12 rejects such chains (RUSTSEC-2026-0098)"
@@ -359,7 +374,7 @@ pub fn init(config: &CaConfig) -> Result<InitReport, Error> {
             .ok_or_else(|| Error::Setup("trust domain too long for a name constraint".into()))?;
         inter.custom_extensions.push(ext);
     }
-    // Same key-identifier method (SHA-256) as the root certificate itself,
+    // Same key-identifier method (RFC 7093 #1) as the root certificate itself,
     // so the intermediate's AKI equals the root's SKI.
     let root_issuer = Issuer::new(root, SharedKey(root_key));
     let inter_cert = inter.signed_by(&SharedKey(issuing_key), &root_issuer)?;
@@ -546,7 +561,7 @@ impl Ca {
         p.is_ca = IsCa::ExplicitNoCa;
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         p.use_authority_key_identifier_extension = true;
-        p.key_identifier_method = KeyIdMethod::Sha256;
+        p.key_identifier_method = key_id(public_key);
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         if !dns_names.is_empty() || profile == Profile::Server {
             p.extended_key_usages

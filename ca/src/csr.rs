@@ -83,14 +83,16 @@ pub fn parse_der(der: &[u8]) -> Result<CsrRequest, Error> {
             ),
         ));
     }
+    let info = &csr.certification_request_info;
+    // Key first: a key we refuse gets that reason even if our verifier
+    // could not check its signature (e.g. P-521).
+    check_key(&info.subject_pki)?;
     csr.verify_signature().map_err(|_| {
         Error::bad(
             "csr_bad_signature",
             "the CSR's signature does not verify with its own public key (was it altered, or signed with another key?)",
         )
     })?;
-    let info = &csr.certification_request_info;
-    check_key(&info.subject_pki)?;
 
     let mut req = CsrRequest {
         public_key: rcgen::SubjectPublicKeyInfo::from_der(info.subject_pki.raw)
