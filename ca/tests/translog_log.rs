@@ -243,7 +243,10 @@ fn query_api_answers_and_its_proofs_check_offline() {
         })
         .unwrap();
     assert_eq!(one.certs.len(), 1);
-    assert_eq!(one.certs[0].revocation_reason, Some(RevocationReason::KeyCompromise));
+    assert_eq!(
+        one.certs[0].revocation_reason,
+        Some(RevocationReason::KeyCompromise)
+    );
     assert_eq!(one.certs[0].revoked_by.as_deref(), Some("cli"));
     let none = reader
         .certs(&CertQuery {

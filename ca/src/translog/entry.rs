@@ -11,6 +11,7 @@
 //! issued    = bytes(certificate DER) requester bytes(profile UTF-8)
 //! requester = 1:u8 bytes(token id UTF-8)            -- enrolment with a token
 //!           | 2:u8 bytes(previous serial, unsigned big-endian) -- renewal
+//!           | 3:u8 bytes(other requester UTF-8, e.g. "cli")      -- anything else
 //! revoked   = bytes(serial, unsigned big-endian) reason:u8 (RFC 5280 CRLReason)
 //!             bytes(revoked_by UTF-8)
 //! bytes(x)  = len:u32 x
@@ -35,6 +36,7 @@ const KIND_ISSUED: u8 = 1;
 const KIND_REVOKED: u8 = 2;
 const REQ_TOKEN: u8 = 1;
 const REQ_RENEWAL: u8 = 2;
+const REQ_OTHER: u8 = 3;
 
 /// One log entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +68,9 @@ pub enum Requester {
     Token(String),
     /// Renewal with the current certificate: its serial, unsigned big-endian bytes.
     Renewal(#[serde(with = "hex_bytes")] Vec<u8>),
+    /// Anything else the CA records, e.g. `cli` (an operator) or `self`
+    /// (the CA's own server certificate).
+    Other(String),
 }
 
 /// A revocation.
@@ -81,20 +86,24 @@ pub struct Revoked {
     pub time_ms: u64,
 }
 
-/// RFC 5280 §5.3.1 CRLReason codes (7 is unused by the RFC).
+/// RFC 5280 §5.3.1 CRLReason codes (7 is unused by the RFC); in JSON by
+/// their RFC 5280 names (`keyCompromise`, …), as the CA's API spells them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "camelCase")]
 #[allow(missing_docs)]
 pub enum RevocationReason {
     Unspecified,
     KeyCompromise,
+    #[serde(rename = "cACompromise")]
     CaCompromise,
     AffiliationChanged,
     Superseded,
     CessationOfOperation,
     CertificateHold,
+    #[serde(rename = "removeFromCRL")]
     RemoveFromCrl,
     PrivilegeWithdrawn,
+    #[serde(rename = "aACompromise")]
     AaCompromise,
 }
 
@@ -113,6 +122,11 @@ impl RevocationReason {
             Self::PrivilegeWithdrawn => 9,
             Self::AaCompromise => 10,
         }
+    }
+
+    /// From the RFC 5280 name (`keyCompromise`); `None` if unknown.
+    pub fn from_name(name: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(name.to_owned())).ok()
     }
 
     /// From the RFC 5280 code; `None` for 7 and anything above 10.
@@ -195,6 +209,10 @@ impl Entry {
                         out.push(REQ_RENEWAL);
                         put_bytes(&mut out, serial);
                     }
+                    Requester::Other(who) => {
+                        out.push(REQ_OTHER);
+                        put_bytes(&mut out, who.as_bytes());
+                    }
                 }
                 put_bytes(&mut out, i.profile.as_bytes());
             }
@@ -226,6 +244,7 @@ impl Entry {
                 let requester = match r.u8("requester kind")? {
                     REQ_TOKEN => Requester::Token(r.string("token id")?),
                     REQ_RENEWAL => Requester::Renewal(r.bytes("previous serial")?.to_vec()),
+                    REQ_OTHER => Requester::Other(r.string("requester")?),
                     other => {
                         return Err(Error::LogEntry(format!("unknown requester kind {other}")));
                     }
@@ -451,6 +470,23 @@ mod tests {
             }
         });
         assert_eq!(Entry::decode(&renewal.encode()).unwrap(), renewal);
+        let other = Entry::Issued(Issued {
+            requester: Requester::Other("cli".into()),
+            ..match issued() {
+                Entry::Issued(i) => i,
+                Entry::Revoked(_) => unreachable!(),
+            }
+        });
+        assert_eq!(Entry::decode(&other.encode()).unwrap(), other);
+        assert_eq!(
+            RevocationReason::from_name("keyCompromise"),
+            Some(RevocationReason::KeyCompromise)
+        );
+        assert_eq!(
+            RevocationReason::from_name("removeFromCRL"),
+            Some(RevocationReason::RemoveFromCrl)
+        );
+        assert_eq!(RevocationReason::from_name("because"), None);
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub mod entry;
 pub mod log;
 pub mod merkle;
 pub mod reader;
+pub mod sink;
 pub mod sth;
 pub mod store;
 pub mod verify;
