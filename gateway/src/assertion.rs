@@ -78,7 +78,7 @@ impl Signer {
         let exp = (now + ttl).min(identity.not_after).max(now);
         let claims = json!({
             "iss": "ward-gateway",
-            "sub": identity.spiffe_id.as_str(),
+            "sub": identity.principal(),
             "groups": groups,
             "route": route,
             "cnf": {"x5t#S256": B64.encode(identity.fingerprint)},
@@ -106,6 +106,7 @@ mod tests {
     fn identity() -> Identity {
         Identity {
             spiffe_id: crate::identity::SpiffeId::parse("spiffe://corp.example/ns/a/sa/b").unwrap(),
+            uri: "spiffe://corp.example/ns/a/sa/b".into(),
             email: None,
             serial_hex: "01".into(),
             fingerprint: [7; 32],

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::Error;
+use crate::identity::TrustDomain;
 
 /// The whole gateway config file.
 #[derive(Debug, Clone, Deserialize)]
@@ -25,7 +26,7 @@ pub struct Config {
     #[serde(default = "default_admin_listen")]
     pub admin_listen: SocketAddr,
     /// The SPIFFE trust domain every client identity must belong to.
-    pub trust_domain: String,
+    pub trust_domain: TrustDomain,
     /// PEM file with the CA certificates client chains must lead to.
     pub trust_bundle: PathBuf,
     /// The gateway's own certificate chain (PEM, leaf first).
@@ -217,12 +218,6 @@ impl Config {
             path: path.to_path_buf(),
             message,
         };
-        if !valid_trust_domain(&self.trust_domain) {
-            return Err(bad(format!(
-                "trust_domain {:?} is not a valid SPIFFE trust domain (lowercase letters, digits, '.', '-', '_')",
-                self.trust_domain
-            )));
-        }
         if self.limits.assertion_ttl_secs == 0 || self.limits.assertion_ttl_secs > 300 {
             return Err(bad(
                 "limits.assertion_ttl_secs must be between 1 and 300".to_string()
@@ -303,15 +298,6 @@ fn valid_route_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
-}
-
-/// SPIFFE trust domain syntax: lowercase letters, digits, `.`, `-`, `_`.
-pub fn valid_trust_domain(td: &str) -> bool {
-    !td.is_empty()
-        && td.len() <= 255
-        && td.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
-        })
 }
 
 #[cfg(test)]

@@ -168,7 +168,7 @@ impl Decider {
         q: Question<'_>,
     ) -> Outcome {
         let started = Instant::now();
-        let principal = conn.identity.spiffe_id.as_str();
+        let principal = conn.identity.principal();
         let verdict = policy.evaluate(&conn.identity, &q.action, &q.resource, &q.context);
         let shadow: Option<Verdict> =
             candidate.map(|c| c.evaluate(&conn.identity, &q.action, &q.resource, &q.context));
@@ -226,7 +226,7 @@ impl Decider {
             "time": rfc3339(OffsetDateTime::now_utc()),
             "decision_id": crate::random_id(),
             "kind": "close",
-            "principal": conn.identity.spiffe_id.as_str(),
+            "principal": conn.identity.principal(),
             "serial": conn.identity.serial_hex,
             "route": route,
             "result": "Close",

@@ -4,80 +4,15 @@
 //! listener (issue 6) both call [`Identity::from_leaf`] on the DER leaf, so
 //! the two cannot disagree about who is talking.
 //!
-//! ward-ca has no shared SPIFFE type yet (`ca/src/identity.rs` did not exist
-//! when this was written); [`SpiffeId`] is small and should move there when
-//! it does, so that the CA and the gateway parse identities the same way.
-
-use std::fmt;
+//! The SPIFFE ID syntax is ward-ca's ([`ward_ca::identity::SpiffeId`]), so
+//! the CA and the gateway cannot disagree about what a valid ID is.
 
 use sha2::{Digest, Sha256};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
+pub use ward_ca::identity::{SpiffeId, TrustDomain};
+
 use crate::Error;
-
-/// A SPIFFE ID, `spiffe://<trust domain>/<path>`, checked for syntax.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct SpiffeId {
-    uri: String,
-    td_len: usize,
-}
-
-impl SpiffeId {
-    /// Parses and checks a SPIFFE ID (SPIFFE ID spec: lowercase trust
-    /// domain, non-empty path of segments without `.`/`..`, no query,
-    /// fragment, port or userinfo).
-    pub fn parse(uri: &str) -> Result<SpiffeId, String> {
-        let rest = uri
-            .strip_prefix("spiffe://")
-            .ok_or_else(|| format!("{uri:?} is not a spiffe:// URI"))?;
-        let (td, path) = rest
-            .split_once('/')
-            .ok_or_else(|| format!("{uri:?} has no path"))?;
-        if !crate::config::valid_trust_domain(td) {
-            return Err(format!("{uri:?} has an invalid trust domain"));
-        }
-        for seg in path.split('/') {
-            let ok = !seg.is_empty()
-                && seg != "."
-                && seg != ".."
-                && seg
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
-            if !ok {
-                return Err(format!("{uri:?} has an invalid path segment {seg:?}"));
-            }
-        }
-        Ok(SpiffeId {
-            uri: uri.to_string(),
-            td_len: td.len(),
-        })
-    }
-
-    /// The trust domain, e.g. `corp.example`.
-    pub fn trust_domain(&self) -> &str {
-        self.uri
-            .get("spiffe://".len().."spiffe://".len() + self.td_len)
-            .unwrap_or("")
-    }
-
-    /// The path, starting with `/`.
-    pub fn path(&self) -> &str {
-        self.uri
-            .get("spiffe://".len() + self.td_len..)
-            .unwrap_or("")
-    }
-
-    /// The whole URI.
-    pub fn as_str(&self) -> &str {
-        &self.uri
-    }
-}
-
-impl fmt::Display for SpiffeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.uri)
-    }
-}
 
 /// Humans and workloads, told apart by the SPIFFE path (`/user/…`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +38,8 @@ impl PrincipalType {
 pub struct Identity {
     /// The one SPIFFE ID of the certificate.
     pub spiffe_id: SpiffeId,
+    /// The same ID as text (kept to avoid formatting it on every request).
+    pub uri: String,
     /// The rfc822Name SAN, for humans.
     pub email: Option<String>,
     /// Serial number, lowercase hex without leading zero bytes.
@@ -117,7 +54,7 @@ impl Identity {
     /// Extracts the identity from a leaf certificate and checks that it has
     /// exactly one URI SAN, a SPIFFE ID in `trust_domain` (X509-SVID rule).
     /// Chain, validity and revocation are the verifier's job, not this one.
-    pub fn from_leaf(der: &[u8], trust_domain: &str) -> Result<Identity, Error> {
+    pub fn from_leaf(der: &[u8], trust_domain: &TrustDomain) -> Result<Identity, Error> {
         let (_, cert) = X509Certificate::from_der(der)
             .map_err(|e| Error::Identity(format!("unparsable certificate: {e}")))?;
         let san = cert
@@ -146,7 +83,7 @@ impl Identity {
                 )));
             }
         };
-        let spiffe_id = SpiffeId::parse(uri).map_err(Error::Identity)?;
+        let spiffe_id = SpiffeId::parse(uri).map_err(|e| Error::Identity(e.to_string()))?;
         if spiffe_id.trust_domain() != trust_domain {
             return Err(Error::Identity(format!(
                 "{spiffe_id} is not in trust domain {trust_domain}"
@@ -159,6 +96,7 @@ impl Identity {
             _ => "00".to_string(),
         };
         Ok(Identity {
+            uri: spiffe_id.to_string(),
             spiffe_id,
             email,
             serial_hex,
@@ -169,11 +107,16 @@ impl Identity {
 
     /// `ward:PrincipalType`.
     pub fn principal_type(&self) -> PrincipalType {
-        if self.spiffe_id.path().starts_with("/user/") {
+        if self.spiffe_id.is_user() {
             PrincipalType::User
         } else {
             PrincipalType::Workload
         }
+    }
+
+    /// The SPIFFE ID as text: the policy principal.
+    pub fn principal(&self) -> &str {
+        &self.uri
     }
 
     /// Fingerprint as lowercase hex (logs, policy context).
@@ -195,6 +138,10 @@ mod tests {
         p.self_signed(&key).unwrap().der().to_vec()
     }
 
+    fn td() -> TrustDomain {
+        TrustDomain::new("corp.example").unwrap()
+    }
+
     fn uri(s: &str) -> SanType {
         SanType::URI(s.try_into().unwrap())
     }
@@ -205,8 +152,8 @@ mod tests {
             uri("spiffe://corp.example/user/alice"),
             SanType::Rfc822Name("alice@corp.example".try_into().unwrap()),
         ]);
-        let id = Identity::from_leaf(&der, "corp.example").unwrap();
-        assert_eq!(id.spiffe_id.as_str(), "spiffe://corp.example/user/alice");
+        let id = Identity::from_leaf(&der, &td()).unwrap();
+        assert_eq!(id.principal(), "spiffe://corp.example/user/alice");
         assert_eq!(id.spiffe_id.path(), "/user/alice");
         assert_eq!(id.email.as_deref(), Some("alice@corp.example"));
         assert_eq!(id.serial_hex, "1a2b");
@@ -217,32 +164,16 @@ mod tests {
     #[test]
     fn none_two_or_foreign_are_refused() {
         let none = leaf(vec![SanType::DnsName("a.example".try_into().unwrap())]);
-        assert!(Identity::from_leaf(&none, "corp.example").is_err());
+        assert!(Identity::from_leaf(&none, &td()).is_err());
         let two = leaf(vec![
             uri("spiffe://corp.example/a"),
             uri("spiffe://corp.example/b"),
         ]);
-        assert!(Identity::from_leaf(&two, "corp.example").is_err());
+        assert!(Identity::from_leaf(&two, &td()).is_err());
         let foreign = leaf(vec![uri("spiffe://evil.example/a")]);
-        assert!(Identity::from_leaf(&foreign, "corp.example").is_err());
+        assert!(Identity::from_leaf(&foreign, &td()).is_err());
         let https = leaf(vec![uri("https://corp.example/a")]);
-        assert!(Identity::from_leaf(&https, "corp.example").is_err());
-        assert!(Identity::from_leaf(b"junk", "corp.example").is_err());
-    }
-
-    #[test]
-    fn spiffe_syntax() {
-        assert!(SpiffeId::parse("spiffe://corp.example/ns/prod/sa/billing").is_ok());
-        for bad in [
-            "spiffe://corp.example",
-            "spiffe://corp.example/",
-            "spiffe://Corp.example/a",
-            "spiffe://corp.example/a/../b",
-            "spiffe://corp.example/a//b",
-            "spiffe://corp.example:443/a",
-            "spiffe://corp.example/a?x=1",
-        ] {
-            assert!(SpiffeId::parse(bad).is_err(), "{bad}");
-        }
+        assert!(Identity::from_leaf(&https, &td()).is_err());
+        assert!(Identity::from_leaf(b"junk", &td()).is_err());
     }
 }

@@ -100,7 +100,7 @@ impl Policy {
 
 fn principal(identity: &Identity) -> Principal {
     Principal {
-        spiffe: Some(identity.spiffe_id.as_str().to_string()),
+        spiffe: Some(identity.principal().to_string()),
         email: identity.email.clone(),
     }
 }

@@ -314,7 +314,7 @@ async fn handle_inner(
     if let Ok(h) = HeaderValue::from_str(&host) {
         headers.insert(header::HOST, h);
     }
-    if let Ok(v) = HeaderValue::from_str(conn.identity.spiffe_id.as_str()) {
+    if let Ok(v) = HeaderValue::from_str(conn.identity.principal()) {
         headers.insert("x-ward-identity", v);
     }
     if let Ok(v) = HeaderValue::from_str(&assertion) {

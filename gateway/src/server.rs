@@ -315,7 +315,7 @@ async fn connection(
     let sni = session.server_name().map(|s| s.to_ascii_lowercase());
     let h2 = session.alpn_protocol() == Some(b"h2");
 
-    let principal = identity.spiffe_id.as_str().to_string();
+    let principal = identity.principal().to_string();
     let limit = shared.config.limits.max_connections_per_identity;
     let over = match shared.per_identity.lock() {
         Ok(mut m) => {

@@ -38,7 +38,7 @@ pub fn install_default_provider() {
 #[derive(Debug)]
 pub struct SpiffeVerifier {
     inner: Arc<dyn ClientCertVerifier>,
-    trust_domain: String,
+    trust_domain: crate::identity::TrustDomain,
 }
 
 impl SpiffeVerifier {
