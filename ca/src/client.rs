@@ -330,6 +330,15 @@ impl CaClient {
         Ok(bytes.to_vec())
     }
 
+    /// `GET /metrics` (Prometheus text).
+    pub async fn metrics(&self) -> Result<String, Error> {
+        let (status, bytes) = self.request(Method::GET, "/metrics", None).await?;
+        if !status.is_success() {
+            return Err(remote_error(status, &bytes));
+        }
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     /// Sends raw bytes to a path (tests of malformed and oversized input).
     pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> Result<(u16, String), Error> {
         let (status, bytes) = self.request(Method::POST, path, Some(body)).await?;
