@@ -60,7 +60,7 @@ impl std::fmt::Display for StatementInfo {
 }
 
 /// Why a decision came out as it did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum Outcome {
     /// A permission statement allowed, no Deny matched, and every applicable
     /// boundary allowed.

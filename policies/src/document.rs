@@ -390,6 +390,11 @@ pub(crate) fn parse_groups(sink: &mut Sink, text: &str) -> Groups {
             continue;
         };
         for g in gs {
+            // An empty group is legitimate (a break-glass group, say).
+            if matches!(&g.value.value, Value::Array(a) if a.is_empty()) {
+                groups.by_name.insert(g.key.clone(), Vec::new());
+                continue;
+            }
             let Some(list) = strings(sink, &g.value, &g.key, false) else {
                 continue;
             };

@@ -374,6 +374,12 @@ impl PolicySet {
             .of(principal.spiffe.as_deref(), principal.email.as_deref())
     }
 
+    /// The parsed groups, for the reference evaluator.
+    #[cfg(test)]
+    pub(crate) fn groups_for_reference(&self) -> &Groups {
+        &self.groups
+    }
+
     /// Checks the context against the schema: required keys present,
     /// single-valued keys with one value, every value parses as its type.
     /// Keys the schema does not know are ignored.

@@ -56,8 +56,10 @@ const BILLING: &str = "spiffe://corp.example/ns/prod/sa/billing";
 fn smoke_allow_and_default_deny() {
     let set = compile(&[(
         "p.json",
-        &doc(r#"{"Sid": "A", "Effect": "Allow", "Principal": {"Spiffe": "spiffe://corp.example/ns/prod/sa/billing"},
-              "Action": ["http:GET", "http:HEAD"], "Resource": "route/ledger/v1/*"}"#),
+        &doc(
+            r#"{"Sid": "A", "Effect": "Allow", "Principal": {"Spiffe": "spiffe://corp.example/ns/prod/sa/billing"},
+              "Action": ["http:GET", "http:HEAD"], "Resource": "route/ledger/v1/*"}"#,
+        ),
     )]);
     let d = set.evaluate(&req(BILLING, "http:get", "route/ledger/v1/x"));
     assert!(d.allowed(), "{}", d.explain());
@@ -74,10 +76,16 @@ fn smoke_allow_and_default_deny() {
 #[test]
 fn smoke_errors_and_warnings() {
     let e = errors(&[("p.json", &doc(r#"{"Effect": "Allow"}"#))]);
-    assert!(e.iter().any(|d| d.message.contains("missing \"Principal\"")), "{e:?}");
+    assert!(
+        e.iter()
+            .any(|d| d.message.contains("missing \"Principal\"")),
+        "{e:?}"
+    );
     let w = warnings(&[(
         "p.json",
-        &doc(r#"{"Effect": "Allow", "Principal": "*", "NotAction": "http:DELETE", "Resource": "*"}"#),
+        &doc(
+            r#"{"Effect": "Allow", "Principal": "*", "NotAction": "http:DELETE", "Resource": "*"}"#,
+        ),
     )]);
     assert!(w.iter().any(|d| d.message.contains("NotAction")), "{w:?}");
 }
