@@ -237,6 +237,14 @@ impl Upstream {
                     let mut r = BufReader::new(s);
                     while let Some(head) = read_head(&mut r) {
                         c.fetch_add(1, Ordering::SeqCst);
+                        if head.to_ascii_lowercase().contains("upgrade: websocket") {
+                            // Not a real WebSocket: switch, then echo raw bytes.
+                            let _ = w.write_all(
+                                b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n",
+                            );
+                            let _ = std::io::copy(&mut r, &mut w);
+                            return;
+                        }
                         let len = head
                             .lines()
                             .find_map(|l| {
@@ -939,10 +947,15 @@ impl Drop for Tunnel {
 }
 
 fn tunnel(gw: &Gateway, cert: &str) -> Tunnel {
+    tls_pipe(gw, cert, "db.test")
+}
+
+/// `openssl s_client` to the gateway with SNI `sni`: raw bytes in and out.
+fn tls_pipe(gw: &Gateway, cert: &str, sni: &str) -> Tunnel {
     let mut child = Command::new("openssl")
         .args(["s_client", "-quiet", "-connect"])
         .arg(format!("127.0.0.1:{}", gw.port))
-        .args(["-servername", "db.test", "-CAfile"])
+        .args(["-servername", sni, "-CAfile"])
         .arg(gw.path("root.pem"))
         .arg("-cert")
         .arg(gw.path(&format!("{cert}.pem")))
@@ -1018,4 +1031,47 @@ fn tcp_route_tunnels_allowed_clients_and_closes_on_policy_change() {
         .expect("close logged");
     assert_eq!(close["route"], "db");
     assert!(close["reason"].as_str().unwrap().contains("policy"));
+}
+
+#[test]
+fn websocket_is_proxied_and_closed_when_the_policy_no_longer_allows_it() {
+    let gw = Gateway::start();
+    let mut t = tls_pipe(&gw, "client", "app.test");
+    t.child
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(
+            b"GET /ws HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .unwrap();
+    let status = read_line_timeout(&mut t, 10).unwrap_or_default();
+    assert!(
+        status.starts_with("HTTP/1.1 101"),
+        "{status:?}\n{}",
+        gw.log()
+    );
+    while read_line_timeout(&mut t, 10).is_some_and(|l| l != "\r\n") {}
+    t.child
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"ping\n")
+        .unwrap();
+    assert_eq!(read_line_timeout(&mut t, 10).as_deref(), Some("ping\n"));
+
+    gw.write_policy(DENY_ALL_POLICY);
+    wait_until("WebSocket closed by re-check", || {
+        gw.metric("ward_gateway_rechecks_closed_total{reason=\"policy\"}") >= 1.0
+    });
+    let _ = t.child.stdin.as_mut().unwrap().write_all(b"again\n");
+    assert_eq!(read_line_timeout(&mut t, 10), None, "stream still open");
+    let close = gw
+        .decisions()
+        .into_iter()
+        .find(|l| l["kind"] == "close")
+        .expect("close logged");
+    assert_eq!(close["route"], "app");
+    assert_eq!(gw.upstream.count(), 1);
 }

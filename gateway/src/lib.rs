@@ -17,6 +17,7 @@ pub mod identity;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;
+pub mod recheck;
 pub mod reload;
 pub mod server;
 pub mod tcp;

@@ -24,10 +24,11 @@ use time::OffsetDateTime;
 
 use crate::config::{Config, HttpRoute, Limits};
 use crate::decide::{ConnInfo, Question, add_http_context, base_context};
+use crate::recheck::{BoxError, Guarded, OpenStreams, Standing};
 use crate::server::Shared;
 
 /// The response body type of every HTTP response the gateway sends.
-pub type Body = BoxBody<Bytes, hyper::Error>;
+pub type Body = BoxBody<Bytes, BoxError>;
 
 /// The pooled HTTP/1.1 client to upstreams.
 pub type UpstreamClient = Client<HttpConnector, Incoming>;
@@ -114,6 +115,7 @@ fn request_host<B>(req: &Request<B>) -> Option<String> {
     Some(raw.trim_end_matches('.').to_ascii_lowercase())
 }
 
+/// A small JSON response made by the gateway itself.
 fn text(status: StatusCode, body: serde_json::Value) -> Response<Body> {
     let mut resp = Response::new(
         Full::new(Bytes::from(format!("{body}\n")))
@@ -169,10 +171,11 @@ pub fn strip_ward_headers(headers: &mut http::HeaderMap) {
 pub async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
+    streams: Arc<OpenStreams>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
-    let (resp, route) = handle_inner(&shared, &conn, req).await;
+    let (resp, route) = handle_inner(&shared, &conn, &streams, req).await;
     let status = resp.status();
     if let Some((route, decision)) = route {
         shared
@@ -197,7 +200,8 @@ pub async fn handle(
 
 async fn handle_inner(
     shared: &Shared,
-    conn: &ConnInfo,
+    conn: &Arc<ConnInfo>,
+    streams: &Arc<OpenStreams>,
     mut req: Request<Incoming>,
 ) -> (Response<Body>, Option<(String, &'static str)>) {
     strip_ward_headers(req.headers_mut());
@@ -242,15 +246,21 @@ async fn handle_inner(
         &path,
         req.headers(),
     );
+    let standing = Standing {
+        route: name.clone(),
+        action: format!("http:{}", req.method()),
+        resource: format!("route/{name}{path}"),
+        context,
+    };
     let outcome = shared.decider.decide(
         conn,
         &state.policy,
         state.candidates.get(&name).map(|p| p.as_ref()),
         Question {
             route: &name,
-            action: format!("http:{}", req.method()),
-            resource: format!("route/{name}{path}"),
-            context,
+            action: standing.action.clone(),
+            resource: standing.resource.clone(),
+            context: standing.context.clone(),
             kind: "request",
         },
     );
@@ -309,8 +319,14 @@ async fn handle_inner(
     };
     *req.uri_mut() = uri;
     *req.version_mut() = http::Version::HTTP_11;
+    let upgrade = upgrade_protocol(&req);
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let headers = req.headers_mut();
     strip_hop_by_hop(headers);
+    if let Some(proto) = upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, proto);
+    }
     if let Ok(h) = HeaderValue::from_str(&host) {
         headers.insert(header::HOST, h);
     }
@@ -330,8 +346,26 @@ async fn handle_inner(
     let timeout = Duration::from_secs(shared.config.limits.upstream_timeout_secs);
     let upstream = route.upstream.to_string();
     match tokio::time::timeout(timeout, shared.client.request(req)).await {
-        Ok(Ok(resp)) => {
-            let mut resp = resp.map(|b| b.boxed());
+        Ok(Ok(mut resp)) => {
+            let (guard, kill) = streams.register(standing);
+            if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+                && let Some(client_upgrade) = client_upgrade
+            {
+                let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                tokio::spawn(tunnel_upgrade(
+                    client_upgrade,
+                    upstream_upgrade,
+                    kill,
+                    guard,
+                    name.clone(),
+                ));
+                let mut resp = resp.map(|_| empty());
+                if let Some(id) = decision_id {
+                    resp.headers_mut().insert("x-ward-decision-id", id);
+                }
+                return (resp, Some((name, "allow")));
+            }
+            let mut resp = resp.map(|b| Guarded::new(b, kill, guard).boxed());
             strip_hop_by_hop(resp.headers_mut());
             if let Some(id) = decision_id {
                 resp.headers_mut().insert("x-ward-decision-id", id);
@@ -360,6 +394,60 @@ async fn handle_inner(
             ),
             Some((name, "allow")),
         ),
+    }
+}
+
+fn empty() -> Body {
+    http_body_util::Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// The protocol of an HTTP/1.1 upgrade request (WebSocket), if it is one.
+fn upgrade_protocol<B>(req: &Request<B>) -> Option<HeaderValue> {
+    let wants = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if !wants {
+        return None;
+    }
+    req.headers().get(header::UPGRADE).cloned()
+}
+
+/// Copies bytes between an upgraded client connection and the upgraded
+/// upstream connection until either ends or a re-check kills the stream.
+async fn tunnel_upgrade(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    kill: tokio::sync::oneshot::Receiver<String>,
+    guard: crate::recheck::StreamGuard,
+    route: String,
+) {
+    let _guard = guard;
+    let (client, upstream) = match tokio::join!(client, upstream) {
+        (Ok(c), Ok(u)) => (c, u),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::debug!(%route, error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let mut client = hyper_util::rt::TokioIo::new(client);
+    let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+    tokio::select! {
+        res = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+            if let Err(e) = res {
+                tracing::debug!(%route, error = %e, "upgraded stream ended with an error");
+            }
+        }
+        reason = kill => {
+            if let Ok(reason) = reason {
+                tracing::info!(%route, %reason, "upgraded stream closed by re-check");
+            }
+        }
     }
 }
 

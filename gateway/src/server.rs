@@ -27,6 +27,7 @@ use crate::identity::Identity;
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::proxy::{Route, UpstreamClient};
+use crate::recheck::OpenStreams;
 use crate::tls::TlsMaterial;
 
 /// Everything that a reload may replace.
@@ -404,47 +405,69 @@ async fn serve_http(
         .max_concurrent_streams(limits.max_concurrent_streams)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(Duration::from_secs(30));
+    let streams = Arc::new(OpenStreams::default());
     let svc = {
         let shared = shared.clone();
         let conn = conn.clone();
-        service_fn(move |req| crate::proxy::handle(shared.clone(), conn.clone(), req))
+        let streams = streams.clone();
+        service_fn(move |req| {
+            crate::proxy::handle(shared.clone(), conn.clone(), streams.clone(), req)
+        })
     };
-    let served = builder.serve_connection(TokioIo::new(tls), svc);
+    let served = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
     tokio::pin!(served);
     let mut changes = shared.changes.subscribe();
     let mut shutdown = shared.shutdown.subscribe();
     let expiry = tokio::time::sleep(until_expiry(&conn));
     tokio::pin!(expiry);
-    let mut closing = false;
+    // `http_done`: hyper has finished with the connection; upgraded streams
+    // (WebSockets) may still be open and are still re-checked until they end.
+    let (mut http_done, mut closing, mut expired) = (false, false, false);
     loop {
+        let emptied = streams.emptied.notified();
+        if http_done && streams.is_empty() {
+            break;
+        }
         tokio::select! {
-            res = served.as_mut() => {
+            res = served.as_mut(), if !http_done => {
                 if let Err(e) = res {
                     tracing::debug!(peer = %conn.peer, error = %e, "connection ended with an error");
                 }
-                break;
+                http_done = true;
             }
-            changed = changes.changed(), if !closing => {
+            changed = changes.changed() => {
                 if changed.is_err() {
-                    continue;
+                    break;
                 }
                 if let Some(reason) = recheck_chain(&shared, &conn) {
-                    close_for(&shared, &conn, "", "revoked_or_untrusted", &reason);
-                    served.as_mut().graceful_shutdown();
+                    if !closing {
+                        close_for(&shared, &conn, "", "revoked_or_untrusted", &reason);
+                    }
+                    streams.kill_all(&reason);
+                    if !http_done && !closing {
+                        served.as_mut().graceful_shutdown();
+                    }
                     closing = true;
+                } else {
+                    streams.recheck(&shared, &conn);
                 }
             }
-            () = &mut expiry, if !closing => {
+            () = &mut expiry, if !expired => {
+                expired = true;
                 close_for(&shared, &conn, "", "expired", "client certificate expired");
-                served.as_mut().graceful_shutdown();
+                streams.kill_all("client certificate expired");
+                if !http_done && !closing {
+                    served.as_mut().graceful_shutdown();
+                }
                 closing = true;
             }
             changed = shutdown.changed(), if !closing => {
-                if changed.is_ok() {
+                if changed.is_ok() && !http_done {
                     served.as_mut().graceful_shutdown();
-                    closing = true;
                 }
+                closing = true;
             }
+            () = emptied, if http_done => {}
         }
     }
 }

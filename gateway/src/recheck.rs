@@ -1,0 +1,206 @@
+//! Standing decisions: an HTTP response that is still streaming (gRPC
+//! server streams, server-sent events, downloads) or an upgraded WebSocket
+//! was allowed once, but may no longer be when the policy, trust bundle or
+//! CRL changes. Each connection keeps a registry of its open streams; on
+//! every reload the connection re-decides each of them and kills the ones
+//! that are no longer allowed (the log line says why).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use time::OffsetDateTime;
+use tokio::sync::oneshot;
+
+use crate::decide::{ConnInfo, Context, Question};
+use crate::server::{Shared, close_for};
+
+/// Errors carried by streamed bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What was decided, kept to decide it again.
+#[derive(Debug, Clone)]
+pub struct Standing {
+    /// Route name.
+    pub route: String,
+    /// `http:GET`, `tcp:Connect`, …
+    pub action: String,
+    /// The resource.
+    pub resource: String,
+    /// The request's context (time and groups are refreshed on re-check).
+    pub context: Context,
+}
+
+type Entry = (Arc<Standing>, oneshot::Sender<String>);
+
+/// The open streams of one connection.
+#[derive(Debug, Default)]
+pub struct OpenStreams {
+    next: AtomicU64,
+    map: Mutex<HashMap<u64, Entry>>,
+    /// Notified whenever the last open stream ends.
+    pub emptied: tokio::sync::Notify,
+}
+
+/// Removes a stream from the registry when it ends.
+#[derive(Debug)]
+pub struct StreamGuard {
+    streams: Arc<OpenStreams>,
+    id: u64,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.streams.map.lock() {
+            m.remove(&self.id);
+            if m.is_empty() {
+                self.streams.emptied.notify_waiters();
+            }
+        }
+    }
+}
+
+impl OpenStreams {
+    /// Registers a stream; the receiver fires with a reason when the stream
+    /// must be killed.
+    pub fn register(
+        self: &Arc<Self>,
+        standing: Standing,
+    ) -> (StreamGuard, oneshot::Receiver<String>) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut m) = self.map.lock() {
+            m.insert(id, (Arc::new(standing), tx));
+        }
+        (
+            StreamGuard {
+                streams: self.clone(),
+                id,
+            },
+            rx,
+        )
+    }
+
+    /// Whether no stream is open.
+    pub fn is_empty(&self) -> bool {
+        self.map.lock().map(|m| m.is_empty()).unwrap_or(true)
+    }
+
+    /// Kills every open stream (certificate revoked or expired).
+    pub fn kill_all(&self, reason: &str) {
+        let entries: Vec<Entry> = match self.map.lock() {
+            Ok(mut m) => m.drain().map(|(_, e)| e).collect(),
+            Err(_) => return,
+        };
+        for (_, tx) in entries {
+            let _ = tx.send(reason.to_string());
+        }
+        self.emptied.notify_waiters();
+    }
+
+    /// Re-decides every open stream with the current state; kills those no
+    /// longer allowed.
+    pub fn recheck(&self, shared: &Shared, conn: &ConnInfo) {
+        let open: Vec<(u64, Arc<Standing>)> = match self.map.lock() {
+            Ok(m) => m.iter().map(|(id, (s, _))| (*id, s.clone())).collect(),
+            Err(_) => return,
+        };
+        for (id, standing) in open {
+            if decide_again(shared, conn, &standing) {
+                continue;
+            }
+            let entry = self.map.lock().ok().and_then(|mut m| m.remove(&id));
+            if let Some((_, tx)) = entry {
+                let reason = format!("policy no longer allows {}", standing.action);
+                close_for(shared, conn, &standing.route, "policy", &reason);
+                let _ = tx.send(reason);
+            }
+        }
+    }
+}
+
+/// Decides a standing decision again, with fresh time and groups.
+pub fn decide_again(shared: &Shared, conn: &ConnInfo, s: &Standing) -> bool {
+    let state = shared.current();
+    let groups = state.policy.groups_of(&conn.identity);
+    let mut context = crate::decide::base_context(conn, &groups, OffsetDateTime::now_utc());
+    for (k, v) in &s.context {
+        context.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    shared
+        .decider
+        .decide(
+            conn,
+            &state.policy,
+            state.candidates.get(&s.route).map(|p| p.as_ref()),
+            Question {
+                route: &s.route,
+                action: s.action.clone(),
+                resource: s.resource.clone(),
+                context,
+                kind: "recheck",
+            },
+        )
+        .allowed
+}
+
+/// An upstream response body that ends with an error when its stream is
+/// killed (HTTP/2: the stream is reset; HTTP/1.1: the connection closes).
+#[derive(Debug)]
+pub struct Guarded {
+    inner: Incoming,
+    kill: Option<oneshot::Receiver<String>>,
+    _guard: StreamGuard,
+}
+
+impl Guarded {
+    /// Wraps `inner`.
+    pub fn new(inner: Incoming, kill: oneshot::Receiver<String>, guard: StreamGuard) -> Guarded {
+        Guarded {
+            inner,
+            kill: Some(kill),
+            _guard: guard,
+        }
+    }
+}
+
+/// The error a killed stream ends with.
+#[derive(Debug, thiserror::Error)]
+#[error("stream closed by ward: {0}")]
+pub struct Killed(pub String);
+
+impl Body for Guarded {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if let Some(kill) = this.kill.as_mut()
+            && let Poll::Ready(r) = Pin::new(kill).poll(cx)
+        {
+            this.kill = None;
+            if let Ok(reason) = r {
+                return Poll::Ready(Some(Err(Box::new(Killed(reason)))));
+            }
+        }
+        Pin::new(&mut this.inner)
+            .poll_frame(cx)
+            .map_err(|e| Box::new(e) as BoxError)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
