@@ -141,6 +141,13 @@ fn random_serial() -> (SerialNumber, String) {
     }
 }
 
+/// notAfter of a DER certificate (unix seconds), if it parses.
+pub fn not_after(der: &[u8]) -> Option<i64> {
+    x509_parser::parse_x509_certificate(der)
+        .ok()
+        .map(|(_, c)| c.validity().not_after.timestamp())
+}
+
 /// Lowercase hex of a certificate serial without leading zero bytes.
 pub fn serial_hex(raw: &[u8]) -> String {
     let start = raw.iter().position(|&b| b != 0).unwrap_or(raw.len());

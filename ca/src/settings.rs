@@ -179,6 +179,42 @@ pub fn parse_duration(s: &str) -> Result<Duration, Error> {
         })
 }
 
+/// Parses an RFC 3339 time (`2026-11-30T12:00:00Z`) or a plain date
+/// (`2026-11-30`, midnight UTC) into unix seconds, for `--since`.
+pub fn parse_time(s: &str) -> Result<i64, Error> {
+    use time::format_description::well_known::Rfc3339;
+    if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
+        return Ok(t.unix_timestamp());
+    }
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(s, &fmt)
+        .map(|d| d.midnight().assume_utc().unix_timestamp())
+        .map_err(|_| {
+            Error::bad(
+                "bad_time",
+                format!(
+                    "`{s}` is not an RFC 3339 time (2026-11-30T12:00:00Z) or a date (2026-11-30)"
+                ),
+            )
+        })
+}
+
+/// Formats unix seconds as RFC 3339 UTC (for listings).
+pub fn format_time(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
+/// The current time in unix seconds.
+pub fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
 impl CaConfig {
     /// Loads and checks `ca.toml`; a relative `database` is resolved
     /// against the config file's directory.
@@ -253,6 +289,13 @@ impl CaConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times() {
+        assert_eq!(parse_time("1970-01-02").unwrap(), 86400);
+        assert_eq!(parse_time("1970-01-01T00:01:00Z").unwrap(), 60);
+        assert!(parse_time("yesterday").is_err());
+    }
 
     #[test]
     fn durations() {

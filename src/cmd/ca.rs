@@ -1,9 +1,21 @@
 //! `ward ca …`: initialise, serve and administer the certificate authority.
+//!
+//! Secrets: the HSM PIN comes from the key URI's `pin-source` (env or file),
+//! never from arguments; a new enrolment token is printed once on stdout
+//! and never logged.
 
-use std::path::PathBuf;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use anyhow::Context as _;
 use clap::Subcommand;
+use ward_ca::authority::{self, Revoker, TokenSpec, fingerprint};
+use ward_ca::keys::{KeyOpener, backend_name};
+use ward_ca::profile::Profile;
+use ward_ca::settings::{CaConfig, parse_duration, parse_time};
+use ward_ca::store::{CertFilter, SqliteStore, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -13,13 +25,16 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Generate the root and issuing keys in the HSM and create the CA.
+    /// Generate the root, issuing and log keys in the HSM and create the CA.
     Init {
         /// CA config file (key URIs, trust domain, database path).
         #[arg(long, default_value = "ca.toml")]
         config: PathBuf,
+        /// Also write the root certificate (PEM) here, for pinning.
+        #[arg(long)]
+        root_out: Option<PathBuf>,
     },
-    /// Serve the CA's HTTPS API.
+    /// Serve the CA's HTTPS API until interrupted.
     Serve {
         /// CA config file.
         #[arg(long, default_value = "ca.toml")]
@@ -31,6 +46,7 @@ enum Command {
         command: TokenCommand,
     },
     /// Issue a certificate offline from a CSR (bootstrapping a gateway).
+    /// Prints the chain (leaf, intermediate) as PEM.
     Issue {
         /// CA config file.
         #[arg(long, default_value = "ca.toml")]
@@ -41,8 +57,23 @@ enum Command {
         /// SPIFFE ID the certificate is for.
         #[arg(long)]
         identity: String,
+        /// Certificate profile: `workload`, `user` or `server`.
+        #[arg(long, default_value = "workload")]
+        profile: String,
+        /// DNS names (or IP addresses) to add; adds serverAuth.
+        #[arg(long)]
+        dns: Vec<String>,
+        /// rfc822Name for user certificates.
+        #[arg(long)]
+        email: Option<String>,
+        /// Lifetime, e.g. `24h` (default: the profile's; at most 7d).
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Write the chain here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
-    /// Revoke a certificate by serial.
+    /// Revoke a certificate by serial (the served CRL picks it up within a minute).
     Revoke {
         /// CA config file.
         #[arg(long, default_value = "ca.toml")]
@@ -50,20 +81,27 @@ enum Command {
         /// Serial number (hex).
         #[arg(long)]
         serial: String,
+        /// RFC 5280 reason: unspecified, keyCompromise, affiliationChanged,
+        /// superseded, cessationOfOperation, privilegeWithdrawn.
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
     },
-    /// List issued certificates.
+    /// List issued certificates, newest first.
     List {
         /// CA config file.
         #[arg(long, default_value = "ca.toml")]
         config: PathBuf,
-        /// Only this SPIFFE ID (or pattern).
+        /// Only this SPIFFE ID.
         #[arg(long)]
         identity: Option<String>,
-        /// Only certificates issued at or after this RFC 3339 time.
+        /// Only certificates issued at or after this time (RFC 3339 or YYYY-MM-DD).
         #[arg(long)]
         since: Option<String>,
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
     },
-    /// Show key backend, fingerprints, expiry and counts.
+    /// Show key backend, token, root/intermediate fingerprints and expiry, counts.
     Status {
         /// CA config file.
         #[arg(long, default_value = "ca.toml")]
@@ -78,7 +116,7 @@ enum TokenCommand {
         /// CA config file.
         #[arg(long, default_value = "ca.toml")]
         config: PathBuf,
-        /// SPIFFE ID (or pattern) the token may enrol.
+        /// SPIFFE ID, or a pattern ending in `/*`, the token may enrol.
         #[arg(long)]
         identity: String,
         /// How long the token stays valid, e.g. `15m`.
@@ -87,9 +125,12 @@ enum TokenCommand {
         /// Certificate profile: `workload` or `user`.
         #[arg(long, default_value = "workload")]
         profile: String,
-        /// DNS names the certificate may also carry.
+        /// DNS names the certificate will carry (adds serverAuth).
         #[arg(long)]
         dns: Vec<String>,
+        /// E-mail address for `user` certificates (rfc822Name SAN).
+        #[arg(long)]
+        email: Option<String>,
     },
     /// List tokens (never their secrets).
     List {
@@ -107,15 +148,258 @@ enum TokenCommand {
     },
 }
 
+fn load(config: &Path) -> anyhow::Result<CaConfig> {
+    Ok(CaConfig::load(config)?)
+}
+
+fn store(cfg: &CaConfig) -> anyhow::Result<SqliteStore> {
+    Ok(SqliteStore::open(&cfg.database)?)
+}
+
+fn when(unix: i64) -> String {
+    ward_ca::settings::format_time(unix)
+}
+
+fn now() -> i64 {
+    ward_ca::settings::unix_now()
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let what = match args.command {
-        Command::Init { .. } => "ca init",
-        Command::Serve { .. } => "ca serve",
-        Command::Token { .. } => "ca token",
-        Command::Issue { .. } => "ca issue",
-        Command::Revoke { .. } => "ca revoke",
-        Command::List { .. } => "ca list",
-        Command::Status { .. } => "ca status",
+    match args.command {
+        Command::Init { config, root_out } => init(&config, root_out.as_deref()),
+        Command::Serve { config } => serve(&config),
+        Command::Token { command } => token(command),
+        Command::Issue {
+            config,
+            csr,
+            identity,
+            profile,
+            dns,
+            email,
+            ttl,
+            out,
+        } => {
+            let cfg = load(&config)?;
+            let csr_pem = std::fs::read_to_string(&csr)
+                .with_context(|| format!("reading CSR {}", csr.display()))?;
+            let profile: Profile = profile.parse()?;
+            let ttl = ttl.as_deref().map(parse_duration).transpose()?;
+            let ca = ward_ca::Ca::open(cfg)?;
+            let issued =
+                ca.issue_offline(&csr_pem, &identity, profile, &dns, email.as_deref(), ttl)?;
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, &issued.chain_pem)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!(
+                        "issued {} for {} (until {})",
+                        issued.serial, issued.identity, issued.not_after
+                    );
+                }
+                None => print!("{}", issued.chain_pem),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Revoke {
+            config,
+            serial,
+            reason,
+        } => {
+            let ca = ward_ca::Ca::open(load(&config)?)?;
+            let rec = ca.revoke(&serial, &reason, &Revoker::Operator)?;
+            println!("revoked {} ({}) reason {reason}", rec.serial, rec.identity);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::List {
+            config,
+            identity,
+            since,
+            json,
+        } => {
+            let cfg = load(&config)?;
+            let filter = CertFilter {
+                identity,
+                since: since.as_deref().map(parse_time).transpose()?,
+                until: None,
+            };
+            let certs = store(&cfg)?.list_certs(&filter)?;
+            let mut out = std::io::stdout().lock();
+            for c in certs {
+                let state = match c.revoked_at {
+                    Some(_) => "revoked",
+                    None if c.not_after <= now() => "expired",
+                    None => "valid",
+                };
+                if json {
+                    let v = serde_json::json!({
+                        "serial": c.serial, "identity": c.identity, "profile": c.profile,
+                        "not_before": when(c.not_before), "not_after": when(c.not_after),
+                        "requester": c.requester, "created_at": when(c.created_at),
+                        "state": state, "revoked_by": c.revoked_by, "reason": c.reason,
+                    });
+                    writeln!(out, "{v}")?;
+                } else {
+                    writeln!(
+                        out,
+                        "{}  {:<8} {:<8} {}  {}  {}",
+                        c.serial,
+                        state,
+                        c.profile,
+                        when(c.not_after),
+                        c.requester,
+                        c.identity
+                    )?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { config } => status(&config),
+    }
+}
+
+fn init(config: &Path, root_out: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let cfg = load(config)?;
+    let report = authority::init(&cfg)?;
+    if let Some(path) = root_out {
+        std::fs::write(path, authority::cert_pem(&report.root_der))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!("root:         {}", fingerprint(&report.root_der));
+    println!("intermediate: {}", fingerprint(&report.issuing_der));
+    println!(
+        "log key:      {} (SubjectPublicKeyInfo)",
+        fingerprint(&report.log_spki)
+    );
+    println!("keys:         {}", backend_name(&cfg.issuing_key()?));
+    println!("database:     {}", cfg.database.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve(config: &Path) -> anyhow::Result<ExitCode> {
+    let cfg = load(config)?;
+    let listen = cfg.server.listen;
+    let ca = Arc::new(ward_ca::Ca::open(cfg)?);
+    ward_ca::server::install_crypto_provider();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
+        let addr = listener.local_addr()?;
+        // One line on stdout so scripts (and tests) learn the port.
+        println!("serving https://{addr} root {}", fingerprint(ca.root_der()));
+        std::io::stdout().flush()?;
+        tracing::info!(%addr, "ward ca serving");
+        ward_ca::server::serve(ca, listener, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        TokenCommand::Create {
+            config,
+            identity,
+            ttl,
+            profile,
+            dns,
+            email,
+        } => {
+            let cfg = load(&config)?;
+            let spec = TokenSpec {
+                identity,
+                ttl: parse_duration(&ttl)?,
+                profile: profile.parse()?,
+                dns_names: dns,
+                email,
+            };
+            let t = authority::create_token(&cfg, &store(&cfg)?, &spec)?;
+            eprintln!(
+                "token {} for {} ({}) expires {}; shown once:",
+                t.record.id,
+                t.record.identity,
+                t.record.profile,
+                when(t.record.expires_at)
+            );
+            println!("{}", t.secret);
+            Ok(ExitCode::SUCCESS)
+        }
+        TokenCommand::List { config } => {
+            let cfg = load(&config)?;
+            let n = now();
+            for t in store(&cfg)?.list_tokens()? {
+                let state = if t.revoked_at.is_some() {
+                    "revoked"
+                } else if t.used_at.is_some() {
+                    "used"
+                } else if t.expires_at <= n {
+                    "expired"
+                } else {
+                    "usable"
+                };
+                println!(
+                    "{}  {:<7} {:<8} {}  {}{}",
+                    t.id,
+                    state,
+                    t.profile,
+                    when(t.expires_at),
+                    t.identity,
+                    if t.dns_names.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  dns={}", t.dns_names.join(","))
+                    }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TokenCommand::Revoke { config, id } => {
+            let cfg = load(&config)?;
+            store(&cfg)?.revoke_token(&id, now())?;
+            println!("token {id} revoked");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn status(config: &Path) -> anyhow::Result<ExitCode> {
+    let cfg = load(config)?;
+    let st = store(&cfg)?;
+    let Some(auth) = st.authority()? else {
+        anyhow::bail!("{} holds no CA; run `ward ca init`", cfg.database.display());
     };
-    Err(super::not_built(what, 3))
+    println!("trust domain: {}", cfg.trust_domain);
+    println!("root key:     {}", backend_name(&cfg.root_key()?));
+    println!("issuing key:  {}", backend_name(&cfg.issuing_key()?));
+    println!("log key:      {}", backend_name(&cfg.log_key()?));
+    for (name, der) in [
+        ("root", &auth.root_der),
+        ("intermediate", &auth.issuing_der),
+    ] {
+        let expiry = x509_not_after(der).map(when).unwrap_or_else(|| "?".into());
+        println!("{name:<13} {}  expires {expiry}", fingerprint(der));
+    }
+    let hsm = match KeyOpener::new().open(&cfg.issuing_key()?) {
+        Ok(_) => "reachable, issuing key present".to_string(),
+        Err(e) => format!("NOT usable: {e}"),
+    };
+    println!("hsm:          {hsm}");
+    let c = st.counts(now())?;
+    println!(
+        "certificates: {} issued, {} active, {} revoked; {} usable tokens",
+        c.issued, c.active, c.revoked, c.usable_tokens
+    );
+    println!("crl validity: {} s", authority::CRL_VALIDITY.as_secs());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn x509_not_after(der: &[u8]) -> Option<i64> {
+    ward_ca::authority::not_after(der)
 }

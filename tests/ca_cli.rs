@@ -1,0 +1,406 @@
+//! `ward ca …` end to end as real processes against a real SoftHSM2 token:
+//! init, token create, serve, enrol/renew/revoke through the HTTPS API,
+//! CRL, offline issue, list, status, and HSM failures.
+//!
+//! Each child gets SOFTHSM2_CONF and the PIN through its own environment,
+//! never through arguments, so tests do not fight over process-wide state.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use ward_ca::client::{CaClient, RootPin};
+
+const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+const PIN: &str = "11223344";
+
+struct Env {
+    dir: tempfile::TempDir,
+    conf: PathBuf,
+}
+
+fn setup(label: &str) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tokens")).unwrap();
+    let conf = dir.path().join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            dir.path().join("tokens").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new("softhsm2-util")
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            label,
+            "--so-pin",
+            "12345678",
+            "--pin",
+            PIN,
+        ])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Env { dir, conf }
+}
+
+fn write_config(env: &Env, name: &str, label: &str, module: &str) -> PathBuf {
+    let uri = |o: &str| {
+        format!("pkcs11:token={label};object={o}?module-path={module}&pin-source=env:WARD_HSM_PIN")
+    };
+    let path = env.dir.path().join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "trust_domain = \"corp.example\"\ndatabase = \"{name}.db\"\n[keys]\nroot = \"{}\"\nissuing = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n",
+            uri("root"),
+            uri("issuing")
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn ward(env: &Env, pin: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(args)
+        .env("SOFTHSM2_CONF", &env.conf)
+        .env("WARD_HSM_PIN", pin)
+        .env("WARD_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+struct Server(Child);
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(env: &Env, config: &Path) -> (Server, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["ca", "serve", "--config"])
+        .arg(config)
+        .env("SOFTHSM2_CONF", &env.conf)
+        .env("WARD_HSM_PIN", PIN)
+        .env("WARD_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    // "serving https://127.0.0.1:PORT root sha256:…"
+    let mut parts = line.split_whitespace();
+    assert_eq!(parts.next(), Some("serving"), "{line}");
+    let addr = parts.next().unwrap().to_string();
+    let port = addr.rsplit(':').next().unwrap().to_string();
+    assert_eq!(parts.next(), Some("root"));
+    let fp = parts.next().unwrap().to_string();
+    (Server(child), format!("https://localhost:{port}"), fp)
+}
+
+fn csr() -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let csr = rcgen::CertificateParams::default()
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap();
+    (csr, key.serialize_pem())
+}
+
+#[test]
+fn init_serve_enrol_renew_revoke_crl_issue_list_status() {
+    let env = setup("ward-cli");
+    let config = write_config(&env, "ca.toml", "ward-cli", MODULE);
+    let root_pem = env.dir.path().join("root.pem");
+    let out = ok(&ward(
+        &env,
+        PIN,
+        &[
+            "ca",
+            "init",
+            "--config",
+            config.to_str().unwrap(),
+            "--root-out",
+            root_pem.to_str().unwrap(),
+        ],
+    ));
+    let root_fp = out
+        .lines()
+        .find_map(|l| l.strip_prefix("root:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(root_fp.starts_with("sha256:"), "{out}");
+    // A second init refuses and changes nothing.
+    let again = ward(
+        &env,
+        PIN,
+        &["ca", "init", "--config", config.to_str().unwrap()],
+    );
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already"),
+        "{again:?}"
+    );
+
+    // Token: printed once on stdout, never listed.
+    let created = ward(
+        &env,
+        PIN,
+        &[
+            "ca",
+            "token",
+            "create",
+            "--config",
+            config.to_str().unwrap(),
+            "--identity",
+            "spiffe://corp.example/ns/prod/sa/web",
+            "--ttl",
+            "10m",
+        ],
+    );
+    let token = ok(&created).trim().to_string();
+    assert!(token.starts_with("ward1."), "{token}");
+    assert!(!String::from_utf8_lossy(&created.stderr).contains(&token));
+    let list = ok(&ward(
+        &env,
+        PIN,
+        &["ca", "token", "list", "--config", config.to_str().unwrap()],
+    ));
+    assert!(
+        list.contains("usable") && !list.contains(token.rsplit('.').next().unwrap()),
+        "{list}"
+    );
+
+    let (_server, url, served_fp) = serve(&env, &config);
+    assert_eq!(served_fp, root_fp);
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (first, second) = rt.block_on(async {
+        let client = CaClient::new(&url, RootPin::Fingerprint(root_fp.clone())).unwrap();
+        let (c1, k1) = csr();
+        let first = client.enroll(&token, &c1).await.unwrap();
+        assert_eq!(first.identity, "spiffe://corp.example/ns/prod/sa/web");
+        let mtls = client.with_client_cert(&first.chain_pem, &k1).unwrap();
+        let (c2, _k2) = csr();
+        let second = mtls.renew(&c2).await.unwrap();
+        assert_eq!(second.identity, first.identity);
+        mtls.revoke(&first.serial, Some("superseded"))
+            .await
+            .unwrap();
+        let crl = client.crl().await.unwrap();
+        let (_, parsed) = x509_parser_crl(&crl);
+        assert!(
+            parsed.contains(&first.serial),
+            "CRL {parsed:?} lacks {}",
+            first.serial
+        );
+        (first, second)
+    });
+
+    // The issued chain verifies with OpenSSL against the root from init.
+    let chain = env.dir.path().join("chain.pem");
+    std::fs::write(&chain, &second.chain_pem).unwrap();
+    let leaf_only = second
+        .chain_pem
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .next()
+        .unwrap()
+        .to_string();
+    let leaf = env.dir.path().join("leaf.pem");
+    std::fs::write(&leaf, leaf_only).unwrap();
+    let v = Command::new("openssl")
+        .args(["verify", "-purpose", "sslclient", "-CAfile"])
+        .arg(&root_pem)
+        .arg("-untrusted")
+        .arg(&chain)
+        .arg(&leaf)
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+
+    // Offline issue for a gateway, with a DNS name.
+    let (gcsr, _gkey) = csr();
+    let csr_path = env.dir.path().join("gw.csr");
+    std::fs::write(&csr_path, gcsr).unwrap();
+    let chain_out = ok(&ward(
+        &env,
+        PIN,
+        &[
+            "ca",
+            "issue",
+            "--config",
+            config.to_str().unwrap(),
+            "--csr",
+            csr_path.to_str().unwrap(),
+            "--identity",
+            "spiffe://corp.example/ward/gateway",
+            "--dns",
+            "gw.corp.example",
+        ],
+    ));
+    assert_eq!(
+        chain_out.matches("BEGIN CERTIFICATE").count(),
+        2,
+        "{chain_out}"
+    );
+
+    // CLI revoke, list, status.
+    ok(&ward(
+        &env,
+        PIN,
+        &[
+            "ca",
+            "revoke",
+            "--config",
+            config.to_str().unwrap(),
+            "--serial",
+            &second.serial,
+            "--reason",
+            "keyCompromise",
+        ],
+    ));
+    let listed = ok(&ward(
+        &env,
+        PIN,
+        &[
+            "ca",
+            "list",
+            "--config",
+            config.to_str().unwrap(),
+            "--identity",
+            "spiffe://corp.example/ns/prod/sa/web",
+        ],
+    ));
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(listed.lines().all(|l| l.contains("revoked")), "{listed}");
+    assert!(
+        listed.contains(&format!("renew:{}", first.serial)),
+        "{listed}"
+    );
+    let since = ok(&ward(
+        &env,
+        PIN,
+        &[
+            "ca",
+            "list",
+            "--config",
+            config.to_str().unwrap(),
+            "--since",
+            "2999-01-01",
+        ],
+    ));
+    assert!(since.trim().is_empty(), "{since}");
+    let status = ok(&ward(
+        &env,
+        PIN,
+        &["ca", "status", "--config", config.to_str().unwrap()],
+    ));
+    assert!(status.contains(&root_fp), "{status}");
+    assert!(
+        status.contains("token `ward-cli`") && status.contains("reachable"),
+        "{status}"
+    );
+    assert!(status.contains("2 revoked"), "{status}");
+}
+
+fn x509_parser_crl(der: &[u8]) -> ((), Vec<String>) {
+    // Parse with openssl to stay independent of the CA's own parser.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("crl.der");
+    std::fs::write(&p, der).unwrap();
+    let out = Command::new("openssl")
+        .args(["crl", "-inform", "DER", "-noout", "-text", "-in"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let serials = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Serial Number: "))
+        .map(|s| s.trim().trim_start_matches("00").to_ascii_lowercase())
+        .collect();
+    ((), serials)
+}
+
+#[test]
+fn hsm_failures_exit_nonzero_with_the_reason_and_store_nothing() {
+    let env = setup("ward-bad");
+    let good = write_config(&env, "good.toml", "ward-bad", MODULE);
+    let cases = [
+        (
+            "wrong PIN",
+            good.clone(),
+            "99999999",
+            "wrong PIN for token `ward-bad`",
+        ),
+        ("missing PIN", good.clone(), "", "WARD_HSM_PIN is not set"),
+        (
+            "token not found",
+            write_config(&env, "nolabel.toml", "no-such-token", MODULE),
+            PIN,
+            "no token labelled `no-such-token`",
+        ),
+        (
+            "missing module",
+            write_config(&env, "nomod.toml", "ward-bad", "/nonexistent/pkcs11.so"),
+            PIN,
+            "/nonexistent/pkcs11.so does not exist",
+        ),
+    ];
+    for (what, config, pin, expect) in cases {
+        let out = ward(
+            &env,
+            pin,
+            &["ca", "init", "--config", config.to_str().unwrap()],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{what}: succeeded");
+        assert!(err.contains(expect), "{what}: {err}");
+        assert!(
+            pin.is_empty() || pin == PIN || !err.contains(pin),
+            "{what}: PIN echoed"
+        );
+        let st = ward(
+            &env,
+            PIN,
+            &["ca", "status", "--config", config.to_str().unwrap()],
+        );
+        assert!(
+            String::from_utf8_lossy(&st.stderr).contains("holds no CA"),
+            "{what}: a CA was stored"
+        );
+    }
+}
