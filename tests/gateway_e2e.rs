@@ -123,6 +123,7 @@ impl Pki {
                     SanType::DnsName("down.test".try_into().unwrap()),
                     SanType::DnsName("db.test".try_into().unwrap()),
                     SanType::DnsName("nowhere.test".try_into().unwrap()),
+                    SanType::DnsName("shadow.test".try_into().unwrap()),
                     uri("spiffe://corp.example/gateway"),
                 ],
                 eku: vec![ExtendedKeyUsagePurpose::ServerAuth],
@@ -253,6 +254,9 @@ impl Upstream {
                                     .then(|| v.trim().parse::<usize>().ok())?
                             })
                             .unwrap_or(0);
+                        if head.starts_with("GET /slow") {
+                            std::thread::sleep(Duration::from_millis(1500));
+                        }
                         let mut body = vec![0; len];
                         if r.read_exact(&mut body).is_err() {
                             return;
@@ -316,6 +320,15 @@ const ALLOW_POLICY: &str = r#"{
   ]
 }"#;
 
+const CANDIDATE_POLICY: &str = r#"{
+  "Version": "2026-11-01",
+  "Statement": [
+    {"Sid": "CandidateAllowsShadowed", "Effect": "Allow",
+     "Principal": {"Spiffe": "spiffe://corp.example/ns/test/sa/client"},
+     "Action": "http:GET", "Resource": "route/shadowed/*"}
+  ]
+}"#;
+
 const DENY_ALL_POLICY: &str = r#"{
   "Version": "2026-11-01",
   "Statement": [
@@ -342,6 +355,11 @@ impl Drop for Gateway {
 
 impl Gateway {
     fn start() -> Gateway {
+        Gateway::start_with("", "", "")
+    }
+
+    /// Starts with extra top-level keys, `[limits]` keys and routes.
+    fn start_with(top: &str, limits: &str, routes: &str) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki::new(dir.path());
         pki.issue("client", &Leaf::client(CLIENT), false);
@@ -353,6 +371,8 @@ impl Gateway {
         let admin = free_port();
         std::fs::create_dir(dir.path().join("policy")).unwrap();
         std::fs::write(dir.path().join("policy/main.json"), ALLOW_POLICY).unwrap();
+        std::fs::create_dir(dir.path().join("candidate")).unwrap();
+        std::fs::write(dir.path().join("candidate/main.json"), CANDIDATE_POLICY).unwrap();
         std::fs::write(
             dir.path().join("policy/groups.json"),
             format!(r#"{{"Groups": {{"testers": ["{CLIENT}"]}}}}"#),
@@ -370,9 +390,11 @@ crls = ["inter.crl"]
 policy_dir = "policy"
 decision_log = "decisions.jsonl"
 reload_poll_secs = 1
+{top}
 
 [limits]
 upstream_connect_timeout_secs = 2
+{limits}
 
 [[http_routes]]
 name = "app"
@@ -388,8 +410,11 @@ upstream = "http://127.0.0.1:{dead}"
 name = "db"
 sni = "db.test"
 upstream = "127.0.0.1:{echo}"
+
+{routes}
 "#,
-            up = upstream.port
+            up = upstream.port,
+            routes = routes.replace("{up}", &upstream.port.to_string()),
         );
         std::fs::write(dir.path().join("gateway.toml"), config).unwrap();
         let stderr = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
@@ -1074,4 +1099,111 @@ fn websocket_is_proxied_and_closed_when_the_policy_no_longer_allows_it() {
         .expect("close logged");
     assert_eq!(close["route"], "app");
     assert_eq!(gw.upstream.count(), 1);
+}
+
+#[test]
+fn slow_upstream_is_504() {
+    let gw = Gateway::start_with("", "upstream_timeout_secs = 1", "");
+    let (status, _, body) =
+        parse_response(&gw.curl(Some("client"), "app.test", &["-i"], &["/slow"]));
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("upstream timed out"), "{body}");
+}
+
+#[test]
+fn shadow_route_logs_where_the_candidate_policy_differs_without_enforcing_it() {
+    let gw = Gateway::start_with(
+        "",
+        "",
+        r#"
+[[http_routes]]
+name = "shadowed"
+host = "shadow.test"
+upstream = "http://127.0.0.1:{up}"
+mode = "shadow"
+candidate_policy_dir = "candidate"
+"#,
+    );
+    let (status, _, body) =
+        parse_response(&gw.curl(Some("client"), "shadow.test", &["-i"], &["/x"]));
+    assert_eq!(
+        status, 403,
+        "enforced policy has no statement for route/shadowed: {body}"
+    );
+    let line = gw.decisions().pop().unwrap();
+    assert_eq!(line["result"], "Deny");
+    assert_eq!(line["shadow"]["result"], "Allow");
+    assert_eq!(line["shadow"]["differs"], true);
+    assert_eq!(line["shadow"]["matched_sid"], "CandidateAllowsShadowed");
+    assert_eq!(gw.metric("ward_gateway_shadow_mismatches_total"), 1.0);
+}
+
+#[test]
+fn tls13_only_refuses_tls12_clients() {
+    let gw = Gateway::start_with("tls13_only = true", "", "");
+    let out = gw.curl(
+        Some("client"),
+        "app.test",
+        &["-i", "--tls-max", "1.2"],
+        &["/x"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(35),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, _, _) = parse_response(&gw.curl(Some("client"), "app.test", &["-i"], &["/x"]));
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_then_exits() {
+    let mut gw = Gateway::start_with("", "shutdown_grace_secs = 10", "");
+    let mut slow = Command::new("curl");
+    slow.args([
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--max-time",
+        "10",
+        "--cacert",
+    ])
+    .arg(gw.path("root.pem"))
+    .arg("--resolve")
+    .arg(format!("app.test:{}:127.0.0.1", gw.port))
+    .arg("--cert")
+    .arg(gw.path("client.pem"))
+    .arg("--key")
+    .arg(gw.path("client.key"))
+    .arg(format!("https://app.test:{}/slow", gw.port))
+    .stdout(Stdio::piped());
+    let slow = slow.spawn().unwrap();
+    wait_until("slow request in flight", || gw.upstream.count() == 1);
+    let ok = Command::new("kill")
+        .args(["-TERM", &gw.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let out = slow.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "200",
+        "in-flight request was cut"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = gw.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gateway did not exit after draining"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}\n{}", gw.log());
+    assert!(gw.log().contains("gateway stopped"));
 }
