@@ -17,6 +17,7 @@ pub mod profile;
 pub mod server;
 pub mod settings;
 pub mod store;
+pub mod translog;
 
 pub use authority::{Ca, Issued, LogSink};
 pub use error::Error;
