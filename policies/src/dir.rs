@@ -71,3 +71,57 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<Source>, depth: usize) -> Result<
 pub fn is_groups_file(source: &Source) -> bool {
     source.name == GROUPS_FILE
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = r#"{"Version": "2026-11-01", "Statement": {"Effect": "Allow", "Principal": {"Group": "ops"}, "Action": "http:GET", "Resource": "*"}}"#;
+
+    #[test]
+    fn loads_recursively_sorted_and_skips_hidden_and_other_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::create_dir_all(root.join("team-b/sub")).unwrap();
+        std::fs::create_dir_all(root.join(".git")).unwrap();
+        std::fs::write(
+            root.join("groups.json"),
+            r#"{"Groups": {"ops": ["a@b.c"]}}"#,
+        )
+        .unwrap();
+        std::fs::write(root.join("team-b/sub/p.json"), DOC).unwrap();
+        std::fs::write(root.join("a.json"), DOC).unwrap();
+        std::fs::write(root.join("README.md"), "not a policy").unwrap();
+        std::fs::write(root.join(".git/x.json"), "not json").unwrap();
+        std::fs::write(root.join(".hidden.json"), "not json").unwrap();
+        let sources = load(root).unwrap();
+        let names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["a.json", "groups.json", "team-b/sub/p.json"]);
+        assert!(is_groups_file(&sources[1]));
+        let (set, warnings) = compile(root, &Schema::gateway()).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(set.len(), 2);
+    }
+
+    #[test]
+    fn missing_directory_is_an_io_error_naming_the_path() {
+        let e = load(Path::new("/nonexistent/ward-policies")).unwrap_err();
+        assert!(matches!(e, Error::Io { .. }));
+        assert!(e.to_string().contains("/nonexistent/ward-policies"), "{e}");
+    }
+
+    #[test]
+    fn errors_name_the_relative_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("team")).unwrap();
+        std::fs::write(
+            tmp.path().join("team/bad.json"),
+            "{\n  \"Version\": \"2026-11-01\",\n  \"Statment\": []\n}",
+        )
+        .unwrap();
+        let e = compile(tmp.path(), &Schema::gateway()).unwrap_err();
+        let d = &e.diagnostics()[0];
+        assert_eq!((d.file.as_str(), d.line, d.column), ("team/bad.json", 3, 3));
+        assert!(d.message.contains("did you mean \"Statement\"?"), "{d}");
+    }
+}

@@ -724,7 +724,12 @@ const OK: &str = r#""Effect": "Allow", "Principal": "*", "Action": "http:GET", "
 
 #[test]
 fn document_level_errors() {
-    error_at("{\n  \"Version\": 1,\n}", "}", 0, "invalid JSON: expected a double-quoted object key");
+    error_at(
+        "{\n  \"Version\": 1,\n}",
+        "}",
+        0,
+        "invalid JSON: expected a double-quoted object key",
+    );
     error_at(
         "{\"Version\": \"2026-11-01\",\n \"Statement\": [}",
         "}",

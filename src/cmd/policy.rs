@@ -208,6 +208,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     println!("assumed: {a}");
                 }
                 print!("{}", d.explain());
+                if d.error()
+                    .is_some_and(|e| e.contains("required by the schema"))
+                {
+                    println!("hint: pass the missing key with --context KEY=VALUE");
+                }
             }
             Ok(if d.allowed() {
                 ExitCode::SUCCESS
