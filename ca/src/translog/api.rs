@@ -260,6 +260,34 @@ pub fn parse_rfc3339(text: &str) -> Result<i64, Error> {
         })
 }
 
+/// Parse a leaf hash from a query string leniently: standard or URL-safe
+/// base64 (a `+` that the query decoding turned into a space is restored),
+/// or 64 hex digits. A malformed value is a 400, not a 500.
+pub fn parse_leaf_hash_param(text: &str) -> Result<Hash, Error> {
+    use base64::engine::general_purpose::URL_SAFE;
+    let t = text.trim().replace(' ', "+");
+    let bytes = if t.len() == 64 && t.chars().all(|c| c.is_ascii_hexdigit()) {
+        hex::decode(&t).ok()
+    } else {
+        B64.decode(&t)
+            .ok()
+            .or_else(|| URL_SAFE.decode(&t).ok())
+            .or_else(|| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(&t)
+                    .ok()
+            })
+    };
+    bytes
+        .and_then(|b| Hash::try_from(b.as_slice()).ok())
+        .ok_or_else(|| {
+            Error::bad(
+                "bad_leaf_hash",
+                format!("leaf_hash {text:?} is not a base64 (or hex) SHA-256 hash"),
+            )
+        })
+}
+
 fn decode_path(path: &[String], what: &str) -> Result<Vec<Hash>, Error> {
     path.iter()
         .enumerate()
@@ -366,4 +394,33 @@ pub enum ProofJson {
     Inclusion(InclusionProofJson),
     /// A consistency proof.
     Consistency(ConsistencyProofJson),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leaf_hash_params_are_parsed_leniently() {
+        let h = merkle::leaf_hash(b"x");
+        let std = B64.encode(h);
+        assert_eq!(parse_leaf_hash_param(&std).unwrap(), h);
+        assert_eq!(parse_leaf_hash_param(&std.replace('+', " ")).unwrap(), h);
+        let url = base64::engine::general_purpose::URL_SAFE.encode(h);
+        assert_eq!(parse_leaf_hash_param(&url).unwrap(), h);
+        assert_eq!(parse_leaf_hash_param(&hex::encode(h)).unwrap(), h);
+        let err = parse_leaf_hash_param("AAAA").unwrap_err();
+        assert_eq!(err.status(), 400);
+    }
+
+    #[test]
+    fn times_format_and_parse() {
+        assert_eq!(rfc3339_ms(1_800_000_000_123), "2027-01-15T08:00:00.123Z");
+        assert_eq!(rfc3339_s(1_800_000_000), "2027-01-15T08:00:00Z");
+        assert_eq!(
+            parse_rfc3339("2027-01-15T08:00:00Z").unwrap(),
+            1_800_000_000
+        );
+        assert_eq!(parse_rfc3339("soon").unwrap_err().status(), 400);
+    }
 }

@@ -369,7 +369,11 @@ impl Writer<'_> {
         batch: &[Job],
         fresh: &mut HashMap<(u32, u64), Hash>,
     ) -> Result<SignedTreeHead, Error> {
-        let tx = self.conn.transaction()?;
+        // IMMEDIATE: take the write lock up front (waiting out the CA's own
+        // writes via the busy timeout) instead of failing on an upgrade.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut made: Vec<NewNode> = Vec::new();
         for job in batch {
             let index = self.frontier.size();

@@ -38,7 +38,8 @@ pub mod verify;
 
 pub use api::{
     CertJson, CertQuery, CertsJson, ConsistencyProofJson, EntriesJson, EntryJson,
-    InclusionProofJson, ProofJson, verify_consistency_json, verify_inclusion_json, verify_sth_json,
+    InclusionProofJson, ProofJson, parse_leaf_hash_param, verify_consistency_json,
+    verify_inclusion_json, verify_sth_json,
 };
 pub use entry::{Entry, Issued, Requester, RevocationReason, Revoked};
 pub use log::{Log, LogOptions, LogSigner, LogStats, Receipt};

@@ -414,3 +414,162 @@ fn stored_leaves(entries: &[StoredEntry], size: u64) -> Option<Vec<Hash>> {
         .collect::<Option<Vec<_>>>()
         .filter(|v| v.len() == size)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::translog::entry::{Issued, Requester};
+    use crate::translog::merkle::MemoryTree;
+    use crate::translog::sth::TreeHead;
+
+    fn entry(i: u64) -> Vec<u8> {
+        Entry::Issued(Issued {
+            certificate: vec![0x30, 0x01, i as u8],
+            requester: Requester::Token(format!("t{i}")),
+            profile: "workload".into(),
+            time_ms: i,
+        })
+        .encode()
+    }
+
+    /// `bytes` committed in batches ending at sizes 3, 6 and 10.
+    fn build(key: &rcgen::KeyPair, bytes: Vec<Vec<u8>>) -> (Vec<StoredEntry>, Vec<SignedTreeHead>) {
+        let mut tree = MemoryTree::new();
+        let mut entries = Vec::new();
+        let mut heads = Vec::new();
+        for (i, bytes) in bytes.into_iter().enumerate() {
+            let i = i as u64;
+            let leaf = leaf_hash(&bytes);
+            tree.push(leaf);
+            entries.push(StoredEntry {
+                index: i,
+                bytes,
+                leaf_hash: leaf.to_vec(),
+            });
+            if [3, 6, 10].contains(&(i + 1)) {
+                heads.push(
+                    TreeHead {
+                        tree_size: i + 1,
+                        timestamp_ms: i,
+                        root_hash: tree.root(),
+                    }
+                    .sign(key)
+                    .unwrap(),
+                );
+            }
+        }
+        (entries, heads)
+    }
+
+    fn key() -> rcgen::KeyPair {
+        rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap()
+    }
+
+    fn log() -> (Vec<StoredEntry>, Vec<SignedTreeHead>, LogPublicKey) {
+        let key = key();
+        let (entries, heads) = build(&key, (0..10).map(entry).collect());
+        (
+            entries,
+            heads,
+            LogPublicKey::from_signing_key(&key).unwrap(),
+        )
+    }
+
+    fn problem(entries: &[StoredEntry], heads: &[SignedTreeHead], key: &LogPublicKey) -> Problem {
+        verify_log(entries, heads, key, None).problem.unwrap()
+    }
+
+    #[test]
+    fn clean_log_verifies() {
+        let (entries, heads, key) = log();
+        let r = verify_log(&entries, &heads, &key, None);
+        assert!(r.ok(), "{:?}", r.problem);
+        assert_eq!((r.entries, r.heads), (10, 3));
+    }
+
+    #[test]
+    fn edit_inside_a_batch_is_pinned_by_authentic_stored_leaves() {
+        let (mut entries, heads, key) = log();
+        entries[4].bytes = entry(44);
+        let Problem::Entry { index, what, .. } = problem(&entries, &heads, &key) else {
+            panic!()
+        };
+        assert_eq!((index, what), (4, Tamper::Edited));
+    }
+
+    #[test]
+    fn edit_with_recomputed_leaf_hash_is_pinned_to_its_batch() {
+        let (mut entries, heads, key) = log();
+        entries[4].bytes = entry(44);
+        entries[4].leaf_hash = leaf_hash(&entries[4].bytes).to_vec();
+        let p = problem(&entries, &heads, &key);
+        let Problem::Entry {
+            index,
+            what,
+            detail,
+        } = &p
+        else {
+            panic!("{p}")
+        };
+        assert_eq!((*index, *what), (3, Tamper::Edited));
+        assert!(
+            detail.contains("entries 3..5 were signed together"),
+            "{detail}"
+        );
+    }
+
+    #[test]
+    fn reorder_across_batches_with_authentic_leaves_names_both_positions() {
+        let (mut entries, heads, key) = log();
+        // Swap the contents (not the stored hashes) of entries 4 and 8.
+        let b4 = entries[4].bytes.clone();
+        entries[4].bytes = entries[8].bytes.clone();
+        entries[8].bytes = b4;
+        let p = problem(&entries, &heads, &key);
+        assert!(
+            matches!(&p, Problem::Entry { index: 4, what: Tamper::Reordered, detail } if detail.contains("now at index 8")),
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn bad_signature_and_no_heads_are_reported() {
+        let (entries, mut heads, key) = log();
+        heads[1].signature[10] ^= 1;
+        assert!(matches!(
+            problem(&entries, &heads, &key),
+            Problem::BadSignature {
+                tree_size: 6,
+                saved: false
+            }
+        ));
+        assert_eq!(problem(&entries, &[], &key), Problem::NoHeads);
+    }
+
+    #[test]
+    fn saved_head_must_be_a_prefix() {
+        let key = key();
+        let public = LogPublicKey::from_signing_key(&key).unwrap();
+        let (entries, heads) = build(&key, (0..10).map(entry).collect());
+        let saved = heads[0].clone();
+        assert!(verify_log(&entries, &heads, &public, Some(&saved)).ok());
+        // Rewritten from scratch and re-signed with the log key: sound on
+        // its own, not an extension of what the auditor saw.
+        let (other, other_heads) = build(&key, (0..10).map(|i| entry(i + 1)).collect());
+        assert!(verify_log(&other, &other_heads, &public, None).ok());
+        let p = verify_log(&other, &other_heads, &public, Some(&saved));
+        assert!(
+            matches!(&p.problem, Some(Problem::NotConsistentWithSaved { tree_size: 3, detail }) if detail.contains("rewritten")),
+            "{:?}",
+            p.problem
+        );
+        // Truncated below the saved head (and its heads dropped).
+        let later = heads[1].clone();
+        let p = verify_log(&entries[..3], &heads[..1], &public, Some(&later));
+        assert!(
+            matches!(&p.problem, Some(Problem::NotConsistentWithSaved { tree_size: 6, detail }) if detail.contains("truncated")),
+            "{:?}",
+            p.problem
+        );
+    }
+}
