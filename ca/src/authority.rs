@@ -416,6 +416,7 @@ pub struct Ca {
     root_der: Vec<u8>,
     issuing_der: Vec<u8>,
     log: RwLock<Arc<dyn LogSink>>,
+    translog: Arc<crate::translog::Log>,
     crl: RwLock<Option<CrlCache>>,
     keys: KeyOpener,
 }
@@ -467,6 +468,13 @@ impl Ca {
             &authority.issuing_der.clone().into(),
             SharedKey(issuing_key),
         )?;
+        // The transparency log shares the database file (its own tables)
+        // and signs tree heads with the log key.
+        let translog = Arc::new(crate::translog::Log::open(
+            &config.database,
+            Arc::clone(&log_key),
+            crate::translog::LogOptions::default(),
+        )?);
         if matches!(config.issuing_key()?, crate::keys::KeyRef::File(_)) {
             tracing::warn!("the issuing key is a file: this CA is not HSM-protected");
         }
@@ -479,14 +487,21 @@ impl Ca {
             log_key,
             root_der: authority.root_der,
             issuing_der: authority.issuing_der,
-            log: RwLock::new(Arc::new(NoLog)),
+            log: RwLock::new(Arc::clone(&translog) as Arc<dyn LogSink>),
+            translog,
             crl: RwLock::new(None),
             keys,
         })
     }
 
-    /// Wires the transparency log in: from now on every issued or revoked
-    /// certificate is appended before the caller sees it.
+    /// The transparency log every issued and revoked certificate goes to
+    /// (for the `/v1/log/*` routes and `ward audit`).
+    pub fn translog(&self) -> &Arc<crate::translog::Log> {
+        &self.translog
+    }
+
+    /// Replaces where issued and revoked certificates are appended (the
+    /// transparency log by default); the append must be durable.
     pub fn set_log(&self, log: Arc<dyn LogSink>) {
         if let Ok(mut l) = self.log.write() {
             *l = log;

@@ -164,6 +164,11 @@ async fn enrol_renew_revoke_and_the_crl_lists_the_serial() {
     let next = parsed.next_update().unwrap().timestamp() - parsed.last_update().timestamp();
     assert!(next <= 11 * 60, "nextUpdate is short: {next}s");
 
+    // Every issued certificate (server, first, second) and the revocation
+    // went to the transparency log before the caller saw them.
+    let sth = ca.ca.translog().reader().sth().unwrap();
+    assert_eq!(sth.tree_size, ca.count() as u64 + 1, "{sth:?}");
+
     // A revoked certificate can neither renew nor revoke.
     let e = remote(mtls2.renew(&csr(None).0).await.unwrap_err());
     assert_eq!((e.0, e.1.as_str()), (403, "client_cert_revoked"), "{}", e.2);
@@ -188,6 +193,7 @@ async fn refused_requests_say_why_and_store_nothing() {
     let ca = start().await;
     let client = ca.client();
     let before = ca.count();
+    let log_before = ca.ca.translog().reader().sth().unwrap().tree_size;
 
     // Unknown token.
     let e = remote(
@@ -285,6 +291,8 @@ async fn refused_requests_say_why_and_store_nothing() {
     assert_eq!(status, 404, "{body}");
 
     assert_eq!(ca.count(), before, "a refused request stored a certificate");
+    let log_after = ca.ca.translog().reader().sth().unwrap().tree_size;
+    assert_eq!(log_after, log_before, "a refused request reached the log");
     // The token survived all of that; using it twice: one wins.
     client.enroll(&t, &csr(None).0).await.unwrap();
     let e = remote(client.enroll(&t, &csr(None).0).await.unwrap_err());
