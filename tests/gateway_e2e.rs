@@ -400,6 +400,7 @@ upstream_connect_timeout_secs = 2
 name = "app"
 host = "app.test"
 upstream = "http://127.0.0.1:{up}"
+forward_client_cert = true
 
 [[http_routes]]
 name = "down"
@@ -640,6 +641,8 @@ fn allowed_request_is_proxied_with_identity_and_a_jwt_that_verifies() {
                 "X-Ward-Identity: spiffe://corp.example/ns/evil/sa/root",
                 "-H",
                 "x-ward-assertion: forged",
+                "-H",
+                "Client-Cert: :Zm9yZ2Vk:",
             ],
             &["/hello?x=1"],
         );
@@ -661,6 +664,20 @@ fn allowed_request_is_proxied_with_identity_and_a_jwt_that_verifies() {
             .collect();
         assert_eq!(ids, [CLIENT], "spoofed identity must be replaced: {body}");
         assert_eq!(header(&seen, "host"), Some("app.test"));
+        let client_cert = format!(
+            ":{}:",
+            base64::engine::general_purpose::STANDARD.encode(&leaf_der)
+        );
+        let certs: Vec<&str> = seen
+            .iter()
+            .filter(|(k, _)| k == "client-cert")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(
+            certs,
+            [client_cert.as_str()],
+            "RFC 9440 header, spoof removed"
+        );
         let jwt = header(&seen, "x-ward-assertion").expect("assertion header");
         assert_ne!(jwt, "forged");
         let claims = verify_jwt(jwt, &jwks);

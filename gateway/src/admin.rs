@@ -39,10 +39,12 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
 fn route(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let (status, ctype, body) = match req.uri().path() {
         "/metrics" => {
-            shared.metrics.own_cert_expiry.set(
-                shared.current().tls.own_not_after
-                    - time::OffsetDateTime::now_utc().unix_timestamp(),
-            );
+            let tls = shared.current().tls.clone();
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            shared.metrics.own_cert_expiry.set(tls.own_not_after - now);
+            if let Some(t) = tls.crl_this_update {
+                shared.metrics.crl_age.set(now - t);
+            }
             (
                 StatusCode::OK,
                 "text/plain; version=0.0.4",

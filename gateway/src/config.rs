@@ -141,6 +141,10 @@ pub struct HttpRoute {
     /// Candidate policy directory for `shadow` mode.
     #[serde(default)]
     pub candidate_policy_dir: Option<PathBuf>,
+    /// Also send the client's leaf certificate in the RFC 9440
+    /// `Client-Cert` header (a client-supplied one is always removed).
+    #[serde(default)]
+    pub forward_client_cert: bool,
 }
 
 /// A TCP route: connections whose SNI matches are tunnelled to `upstream`.

@@ -249,3 +249,104 @@ impl Decider {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn() -> ConnInfo {
+        ConnInfo {
+            peer: "10.1.2.3:5555".parse().unwrap(),
+            identity: Arc::new(Identity {
+                spiffe_id: crate::identity::SpiffeId::parse("spiffe://corp.example/user/alice")
+                    .unwrap(),
+                uri: "spiffe://corp.example/user/alice".into(),
+                email: Some("alice@corp.example".into()),
+                serial_hex: "0a".into(),
+                fingerprint: [1; 32],
+                not_after: 2_000_000_000,
+            }),
+            chain: Arc::new(Vec::new()),
+            tls_version: "TLSv1.3",
+            protocol: "h2",
+        }
+    }
+
+    #[test]
+    fn context_has_every_gateway_key_and_no_secrets() {
+        let mut c = base_context(&conn(), &["ops".into()], OffsetDateTime::UNIX_EPOCH);
+        let mut h = http::HeaderMap::new();
+        h.insert("x-team", "payments".parse().unwrap());
+        h.insert("authorization", "Bearer secret".parse().unwrap());
+        h.insert("cookie", "s=secret".parse().unwrap());
+        h.insert("x-ward-identity", "forged".parse().unwrap());
+        add_http_context(&mut c, "GET", "app.test", "/v1", &h);
+        assert_eq!(c["ward:SourceIp"], "10.1.2.3");
+        assert_eq!(c["ward:CurrentTime"], "1970-01-01T00:00:00Z");
+        assert_eq!(c["ward:Protocol"], "h2");
+        assert_eq!(c["ward:TlsVersion"], "TLSv1.3");
+        assert_eq!(c["ward:CertSerial"], "0a");
+        assert_eq!(c["ward:CertNotAfter"], "2033-05-18T03:33:20Z");
+        assert_eq!(c["ward:PrincipalType"], "user");
+        assert_eq!(c["ward:PrincipalGroups"], json!(["ops"]));
+        assert_eq!(c["ward:Method"], "GET");
+        assert_eq!(c["ward:Host"], "app.test");
+        assert_eq!(c["ward:Path"], "/v1");
+        assert_eq!(c["ward:RequestHeader/x-team"], "payments");
+        assert!(
+            !c.keys().any(|k| k.contains("authorization")
+                || k.contains("cookie")
+                || k.contains("x-ward"))
+        );
+    }
+
+    #[test]
+    fn every_decision_is_one_json_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("p.json"),
+            r#"{"Version": "2026-11-01", "Statement": [{"Sid": "A", "Effect": "Allow",
+                "Principal": {"Email": "alice@corp.example"}, "Action": "http:GET",
+                "Resource": "route/app/*"}]}"#,
+        )
+        .unwrap();
+        let policy = Policy::load_dir(dir.path()).unwrap();
+        let log = dir.path().join("d.jsonl");
+        let d = Decider::open(&log, Metrics::new().unwrap()).unwrap();
+        let conn = conn();
+        let ask = |path: &str, method: &str| {
+            let mut c = base_context(&conn, &[], OffsetDateTime::now_utc());
+            add_http_context(&mut c, method, "app.test", path, &http::HeaderMap::new());
+            d.decide(
+                &conn,
+                &policy,
+                None,
+                Question {
+                    route: "app",
+                    action: format!("http:{method}"),
+                    resource: format!("route/app{path}"),
+                    context: c,
+                    kind: "request",
+                },
+            )
+        };
+        let yes = ask("/x", "GET");
+        assert!(yes.allowed);
+        assert_eq!(yes.sid.as_deref(), Some("A"));
+        let no = ask("/x", "DELETE");
+        assert!(!no.allowed);
+        assert_ne!(yes.id, no.id);
+        let text = std::fs::read_to_string(&log).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["result"], "Allow");
+        assert_eq!(lines[0]["email"], "alice@corp.example");
+        assert_eq!(lines[1]["result"], "Deny");
+        assert_eq!(lines[1]["decision_id"], no.id.as_str());
+        assert_eq!(lines[1]["policy_hash"], policy.hash());
+        assert_eq!(lines[1]["context"]["ward:Method"], "DELETE");
+    }
+}

@@ -33,6 +33,8 @@ pub struct Metrics {
     pub limited: IntCounterVec,
     /// Seconds until our own certificate expires.
     pub own_cert_expiry: IntGauge,
+    /// Seconds since the oldest loaded CRL was issued.
+    pub crl_age: IntGauge,
     /// Shadow-mode evaluations that disagreed with the enforced policy.
     pub shadow_mismatches: IntCounter,
 }
@@ -114,6 +116,11 @@ impl Metrics {
             "Seconds until the gateway's own certificate expires",
         ))?;
         must(registry.register(Box::new(own_cert_expiry.clone())))?;
+        let crl_age = must(IntGauge::new(
+            "ward_gateway_crl_age_seconds",
+            "Seconds since the oldest loaded CRL was issued (thisUpdate)",
+        ))?;
+        must(registry.register(Box::new(crl_age.clone())))?;
         let shadow_mismatches = must(IntCounter::new(
             "ward_gateway_shadow_mismatches_total",
             "Shadow evaluations whose result differs from the enforced policy",
@@ -132,6 +139,7 @@ impl Metrics {
             rechecks_closed,
             limited,
             own_cert_expiry,
+            crl_age,
             shadow_mismatches,
         })
     }

@@ -9,6 +9,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::uri::{Authority, Scheme};
@@ -155,11 +156,15 @@ fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
     headers.remove("keep-alive");
 }
 
-/// Removes every header whose name starts with `x-ward-`.
+/// Removes every header whose name starts with `x-ward-`, and the RFC 9440
+/// `Client-Cert`/`Client-Cert-Chain` headers: only the gateway may set them.
 pub fn strip_ward_headers(headers: &mut http::HeaderMap) {
     let names: Vec<HeaderName> = headers
         .keys()
-        .filter(|n| n.as_str().starts_with("x-ward-"))
+        .filter(|n| {
+            let n = n.as_str();
+            n.starts_with("x-ward-") || n == "client-cert" || n == "client-cert-chain"
+        })
         .cloned()
         .collect();
     for n in names {
@@ -342,6 +347,17 @@ async fn handle_inner(
     if let Ok(v) = HeaderValue::from_str(&conn.peer.ip().to_string()) {
         headers.append("x-forwarded-for", v);
     }
+    if route.config.forward_client_cert
+        && let Some(leaf) = conn.chain.first()
+    {
+        let value = format!(
+            ":{}:",
+            base64::engine::general_purpose::STANDARD.encode(leaf.as_ref())
+        );
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert("client-cert", v);
+        }
+    }
 
     let timeout = Duration::from_secs(shared.config.limits.upstream_timeout_secs);
     let upstream = route.upstream.to_string();
@@ -464,6 +480,7 @@ mod tests {
                 upstream: "http://127.0.0.1:1".into(),
                 mode: crate::config::Mode::Enforce,
                 candidate_policy_dir: None,
+                forward_client_cert: false,
             },
             upstream: "127.0.0.1:1".parse().unwrap(),
         }
@@ -512,6 +529,7 @@ mod tests {
         h.insert("connection", HeaderValue::from_static("close, x-secret"));
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("accept", HeaderValue::from_static("*/*"));
+        h.insert("client-cert", HeaderValue::from_static(":Zm9v:"));
         strip_ward_headers(&mut h);
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");

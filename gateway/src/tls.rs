@@ -21,6 +21,8 @@ use rustls::{
 };
 
 use crate::Error;
+use x509_parser::prelude::FromDer;
+
 use crate::config::Config;
 use crate::identity::Identity;
 
@@ -119,6 +121,9 @@ pub struct TlsMaterial {
     pub key: Arc<PrivateKeyDer<'static>>,
     /// notAfter of our own leaf (Unix seconds), for the expiry metric.
     pub own_not_after: i64,
+    /// The oldest thisUpdate among the CRLs (Unix seconds), for the CRL
+    /// age metric; `None` without CRLs.
+    pub crl_this_update: Option<i64>,
 }
 
 impl TlsMaterial {
@@ -137,6 +142,14 @@ impl TlsMaterial {
         for path in &config.crls {
             crls.extend(read_crls(path)?);
         }
+        let crl_this_update = crls
+            .iter()
+            .filter_map(|c| {
+                x509_parser::revocation_list::CertificateRevocationList::from_der(c.as_ref())
+                    .ok()
+                    .map(|(_, crl)| crl.last_update().timestamp())
+            })
+            .min();
         let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider());
         if !crls.is_empty() {
             // The CA publishes one CRL, from the issuing intermediate, for
@@ -172,6 +185,7 @@ impl TlsMaterial {
             chain,
             key: Arc::new(key),
             own_not_after,
+            crl_this_update,
         })
     }
 
