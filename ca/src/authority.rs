@@ -93,8 +93,9 @@ pub struct Issued {
 pub enum Revoker {
     /// An operator on the CA host (`ward ca revoke`).
     Operator,
-    /// A client certificate over mTLS (already authenticated).
-    Cert(Box<CertRecord>),
+    /// A client certificate over mTLS (already authenticated), from an
+    /// address (for `ward:SourceIp` in policies).
+    Cert(Box<CertRecord>, std::net::IpAddr),
 }
 
 /// What `ward ca init` created.
@@ -417,6 +418,7 @@ pub struct Ca {
     issuing_der: Vec<u8>,
     log: RwLock<Arc<dyn LogSink>>,
     translog: Arc<crate::translog::Log>,
+    policy: Option<ward_policy::PolicySet>,
     crl: RwLock<Option<CrlCache>>,
     keys: KeyOpener,
 }
@@ -475,6 +477,19 @@ impl Ca {
             Arc::clone(&log_key),
             crate::translog::LogOptions::default(),
         )?);
+        let policy = match &config.server.policy_dir {
+            None => None,
+            Some(dir) => {
+                let (set, warnings) =
+                    ward_policy::dir::compile(dir, &ward_policy::Schema::ca_admin()).map_err(
+                        |e| Error::Setup(format!("CA admin policy {}: {e}", dir.display())),
+                    )?;
+                for w in warnings {
+                    tracing::warn!(warning = %w, "CA admin policy");
+                }
+                Some(set)
+            }
+        };
         if matches!(config.issuing_key()?, crate::keys::KeyRef::File(_)) {
             tracing::warn!("the issuing key is a file: this CA is not HSM-protected");
         }
@@ -489,6 +504,7 @@ impl Ca {
             issuing_der: authority.issuing_der,
             log: RwLock::new(Arc::clone(&translog) as Arc<dyn LogSink>),
             translog,
+            policy,
             crl: RwLock::new(None),
             keys,
         })
@@ -929,18 +945,9 @@ impl Ca {
         parse_reason(reason)?;
         let revoked_by = match by {
             Revoker::Operator => "cli".to_string(),
-            Revoker::Cert(me) => {
-                let admin = SpiffeId::parse(&me.identity)
-                    .map(|id| self.config.server.admins.contains(&id))
-                    .unwrap_or(false);
-                if me.serial != serial && !admin {
-                    return Err(Error::forbidden(
-                        "not_authorized",
-                        format!(
-                            "{} may revoke only its own certificate; revoking others needs ca:Revoke",
-                            me.identity
-                        ),
-                    ));
+            Revoker::Cert(me, source_ip) => {
+                if me.serial != serial {
+                    self.authorize_revoke(me, *source_ip, &serial)?;
                 }
                 format!("cert:{}", me.serial)
             }
@@ -954,6 +961,68 @@ impl Ca {
         }
         self.refresh_crl()?;
         Ok(rec)
+    }
+
+    /// `ca:Revoke` on `ca/certs/<serial>` for someone else's certificate:
+    /// allowed for `server.admins`, otherwise decided by the admin policy
+    /// (default deny without one).
+    fn authorize_revoke(
+        &self,
+        me: &CertRecord,
+        source_ip: std::net::IpAddr,
+        serial: &str,
+    ) -> Result<(), Error> {
+        if SpiffeId::parse(&me.identity)
+            .map(|id| self.config.server.admins.contains(&id))
+            .unwrap_or(false)
+        {
+            return Ok(());
+        }
+        let denied = |why: String| {
+            Error::forbidden(
+                "not_authorized",
+                format!(
+                    "{} may revoke only its own certificate; revoking others needs ca:Revoke ({why})",
+                    me.identity
+                ),
+            )
+        };
+        let Some(policy) = &self.policy else {
+            return Err(denied(
+                "not in server.admins and no policy_dir configured".into(),
+            ));
+        };
+        let target = self.store.cert(serial)?;
+        let mut ctx = ward_policy::Context::new();
+        ctx.insert("ward:SourceIp", source_ip.to_string());
+        ctx.insert(
+            "ward:CurrentTime",
+            crate::settings::format_time(now().unix_timestamp()),
+        );
+        let user = SpiffeId::parse(&me.identity)
+            .map(|i| i.is_user())
+            .unwrap_or(false);
+        ctx.insert("ward:PrincipalType", if user { "user" } else { "workload" });
+        ctx.insert("ward:CertSerial", me.serial.clone());
+        ctx.insert("ward:TargetSerial", serial.to_string());
+        if let Some(t) = &target {
+            ctx.insert("ward:TargetIdentity", t.identity.clone());
+        }
+        let request = ward_policy::Request {
+            principal: ward_policy::Principal {
+                spiffe: Some(me.identity.clone()),
+                email: me.email.clone(),
+            },
+            action: "ca:Revoke".into(),
+            resource: format!("ca/certs/{serial}"),
+            context: ctx,
+        };
+        let decision = policy.evaluate(&request);
+        if decision.allowed() {
+            Ok(())
+        } else {
+            Err(denied(decision.explain()))
+        }
     }
 
     /// Signs a fresh CRL over every revoked, unexpired certificate.

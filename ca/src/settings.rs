@@ -14,6 +14,7 @@
 //! dns_names = ["localhost"]
 //! max_request_bytes = 65536
 //! admins = ["spiffe://corp.example/user/alice"]   # may revoke others' certificates
+//! policy_dir = "policies"   # or: ca:Revoke decided by ward-policy documents
 //!
 //! [profiles]
 //! workload_ttl = "1h"
@@ -92,9 +93,14 @@ pub struct ServerConfig {
     /// Largest accepted request body.
     #[serde(default = "default_max_body")]
     pub max_request_bytes: usize,
-    /// SPIFFE IDs allowed to revoke others' certificates (`ca:Revoke`).
+    /// SPIFFE IDs always allowed to revoke others' certificates.
     #[serde(default)]
     pub admins: Vec<SpiffeId>,
+    /// Policy directory (ward-policy, `Schema::ca_admin`): who may revoke
+    /// others' certificates (`ca:Revoke` on `ca/certs/<serial>`). Relative
+    /// to this file. Without it only `admins` may.
+    #[serde(default)]
+    pub policy_dir: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -104,6 +110,7 @@ impl Default for ServerConfig {
             dns_names: default_dns(),
             max_request_bytes: default_max_body(),
             admins: Vec::new(),
+            policy_dir: None,
         }
     }
 }
@@ -223,6 +230,11 @@ impl CaConfig {
         if c.database.is_relative() {
             let base = path.parent().unwrap_or(Path::new("."));
             c.database = base.join(&c.database);
+        }
+        if let Some(dir) = c.server.policy_dir.as_mut()
+            && dir.is_relative()
+        {
+            *dir = path.parent().unwrap_or(Path::new(".")).join(&*dir);
         }
         c.check()?;
         Ok(c)

@@ -24,10 +24,25 @@ struct Running {
 }
 
 async fn start() -> Running {
+    start_with("").await
+}
+
+async fn start_with(server_extra: &str) -> Running {
     let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::write(
+        dir.path().join("policies/ca.json"),
+        r#"{"Version": "2026-11-01", "Statement": [{
+            "Sid": "SecOpsRevokes", "Effect": "Allow",
+            "Principal": {"Spiffe": "spiffe://corp.example/ns/secops/sa/responder"},
+            "Action": "ca:Revoke", "Resource": "ca/certs/*"}]}"#,
+    )
+    .unwrap();
     let cfg = config(
         dir.path(),
-        "[server]\nlisten = \"127.0.0.1:0\"\nmax_request_bytes = 4096\nadmins = [\"spiffe://corp.example/user/admin\"]\n",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nmax_request_bytes = 4096\nadmins = [\"spiffe://corp.example/user/admin\"]\n{server_extra}"
+        ),
     );
     authority::init(&cfg).unwrap();
     let ca = Arc::new(Ca::open(cfg).unwrap());
@@ -419,4 +434,34 @@ fn pem(label: &str, der: &[u8]) -> String {
         s.push('\n');
     }
     s + &format!("-----END {label}-----\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_policy_decides_who_may_revoke_others() {
+    let ca = start_with("policy_dir = \"policies\"\n").await;
+    let (victim_mtls, victim, _) = ca.enrolled("spiffe://corp.example/ns/a").await;
+    let (bystander, _, _) = ca.enrolled("spiffe://corp.example/ns/b").await;
+    let (secops, _, _) = ca
+        .enrolled("spiffe://corp.example/ns/secops/sa/responder")
+        .await;
+
+    let e = remote(bystander.revoke(&victim.serial, None).await.unwrap_err());
+    assert_eq!((e.0, e.1.as_str()), (403, "not_authorized"), "{}", e.2);
+    assert!(e.2.contains("ca:Revoke"), "{}", e.2);
+    assert!(
+        ca.ca
+            .store()
+            .cert(&victim.serial)
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none()
+    );
+
+    secops
+        .revoke(&victim.serial, Some("keyCompromise"))
+        .await
+        .unwrap();
+    let e = remote(victim_mtls.renew(&csr(None).0).await.unwrap_err());
+    assert_eq!((e.0, e.1.as_str()), (403, "client_cert_revoked"), "{}", e.2);
 }

@@ -107,7 +107,9 @@ async fn handle_connection(
         let ca = Arc::clone(&ca);
         let client_cert = client_cert.clone();
         async move {
-            Ok::<_, std::convert::Infallible>(routes::handle(ca, client_cert, req, max_body).await)
+            Ok::<_, std::convert::Infallible>(
+                routes::handle(ca, client_cert, peer.ip(), req, max_body).await,
+            )
         }
     });
     if let Err(e) = http1::Builder::new()

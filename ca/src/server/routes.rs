@@ -144,16 +144,18 @@ async fn blocking<T: Send + 'static>(
 pub async fn handle(
     ca: Arc<Ca>,
     client_cert: Option<Arc<Vec<u8>>>,
+    peer_ip: std::net::IpAddr,
     req: Request<Incoming>,
     max_body: usize,
 ) -> Resp {
-    let result = route(ca, client_cert, req, max_body).await;
+    let result = route(ca, client_cert, peer_ip, req, max_body).await;
     result.unwrap_or_else(|e| error(&e))
 }
 
 async fn route(
     ca: Arc<Ca>,
     client_cert: Option<Arc<Vec<u8>>>,
+    peer_ip: std::net::IpAddr,
     req: Request<Incoming>,
     max_body: usize,
 ) -> Result<Resp, Error> {
@@ -198,7 +200,7 @@ async fn route(
                 ca.revoke(
                     &body.serial,
                     body.reason.as_deref().unwrap_or("unspecified"),
-                    &Revoker::Cert(Box::new(me)),
+                    &Revoker::Cert(Box::new(me), peer_ip),
                 )
             })
             .await?;
