@@ -367,3 +367,135 @@ fn enrolment_refusals_write_nothing_and_keep_the_token() {
     assert_eq!((e.code(), e.status()), ("token_unknown", 401));
     assert_eq!(count(), before + 1);
 }
+
+#[test]
+fn keys_are_generated_sensitive_non_extractable_token_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "");
+    authority::init(&cfg).unwrap();
+    let ca = Ca::open(cfg.clone()).unwrap();
+    let token = ca.keys().tokens()[0].clone();
+    for key in [
+        cfg.root_key().unwrap(),
+        cfg.issuing_key().unwrap(),
+        cfg.log_key().unwrap(),
+    ] {
+        let ward_ca::keys::KeyRef::Pkcs11(uri) = key else {
+            panic!("pkcs11 expected")
+        };
+        let (sensitive, extractable, on_token, never_extractable) =
+            token.key_protection(&uri.object).unwrap();
+        assert!(
+            sensitive && !extractable && on_token && never_extractable,
+            "{}",
+            uri.object
+        );
+    }
+}
+
+#[test]
+fn racing_enrolments_with_one_token_exactly_one_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "");
+    authority::init(&cfg).unwrap();
+    let ca = std::sync::Arc::new(Ca::open(cfg).unwrap());
+    let tok = token(&ca, "spiffe://corp.example/race", &[]);
+    let before = ca.store().list_certs(&CertFilter::default()).unwrap().len();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+    let handles: Vec<_> = (0..6)
+        .map(|_| {
+            let (ca, tok, barrier) = (ca.clone(), tok.clone(), barrier.clone());
+            let (c, _) = csr(None);
+            std::thread::spawn(move || {
+                barrier.wait();
+                ca.enroll(&tok, &c)
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    for r in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!((r.code(), r.status()), ("token_used", 409), "{r}");
+    }
+    assert_eq!(
+        ca.store().list_certs(&CertFilter::default()).unwrap().len(),
+        before + 1
+    );
+}
+
+#[test]
+fn user_tokens_add_the_email_and_last_12_hours() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "");
+    authority::init(&cfg).unwrap();
+    let ca = Ca::open(cfg).unwrap();
+    let t = authority::create_token(
+        ca.config(),
+        ca.store().as_ref(),
+        &TokenSpec {
+            identity: "spiffe://corp.example/user/alice".into(),
+            ttl: Duration::from_secs(60),
+            profile: Profile::User,
+            dns_names: vec![],
+            email: Some("alice@corp.example".into()),
+        },
+    )
+    .unwrap();
+    let issued = ca.enroll(&t.secret, &csr(None).0).unwrap();
+    let ders = pem_to_ders(&issued.chain_pem);
+    let (_, leaf) = parse_x509_certificate(&ders[0]).unwrap();
+    let san = leaf.subject_alternative_name().unwrap().unwrap().value;
+    let names: Vec<String> = san.general_names.iter().map(|n| n.to_string()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        names.iter().any(|n| n.contains("alice@corp.example")),
+        "{names:?}"
+    );
+    let life = leaf.validity().not_after.timestamp() - leaf.validity().not_before.timestamp();
+    assert_eq!(life, 12 * 3600 + 60);
+    // A token cannot grant another trust domain.
+    let e = authority::create_token(
+        ca.config(),
+        ca.store().as_ref(),
+        &TokenSpec {
+            identity: "spiffe://evil.example/x".into(),
+            ttl: Duration::from_secs(60),
+            profile: Profile::Workload,
+            dns_names: vec![],
+            email: None,
+        },
+    )
+    .unwrap_err();
+    assert_eq!(e.code(), "identity_outside_trust_domain");
+}
+
+#[test]
+fn file_keys_work_and_say_they_are_not_hsm_protected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ca.toml");
+    let d = dir.path().display();
+    std::fs::write(
+        &path,
+        format!("trust_domain = \"corp.example\"\ndatabase = \"ca.db\"\n[keys]\nroot = \"file:{d}/root.pem\"\nissuing = \"file:{d}/issuing.pem\"\n"),
+    )
+    .unwrap();
+    let cfg = ward_ca::settings::CaConfig::load(&path).unwrap();
+    authority::init(&cfg).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["root.pem", "issuing.pem", "log.pem"] {
+        let mode = std::fs::metadata(dir.path().join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{f}");
+    }
+    assert!(ward_ca::keys::backend_name(&cfg.issuing_key().unwrap()).contains("NOT HSM-protected"));
+    let ca = Ca::open(cfg).unwrap();
+    let t = token(&ca, "spiffe://corp.example/demo", &[]);
+    ca.enroll(&t, &csr(None).0).unwrap();
+}

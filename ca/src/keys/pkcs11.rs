@@ -340,6 +340,40 @@ impl Token {
         })
     }
 
+    /// The protection attributes of a private key: (CKA_SENSITIVE,
+    /// CKA_EXTRACTABLE, CKA_TOKEN, CKA_NEVER_EXTRACTABLE), for `status` and
+    /// tests that prove keys cannot leave the token.
+    pub fn key_protection(&self, label: &str) -> Result<(bool, bool, bool, bool), Error> {
+        self.with_session("reading key attributes", |p| {
+            let Some(&h) = Self::find(&p.session, ObjectClass::PRIVATE_KEY, label)?.first() else {
+                return Err(CkError::Pkcs11(
+                    RvError::KeyHandleInvalid,
+                    cryptoki::context::Function::FindObjects,
+                ));
+            };
+            let attrs = p.session.get_attributes(
+                h,
+                &[
+                    AttributeType::Sensitive,
+                    AttributeType::Extractable,
+                    AttributeType::Token,
+                    AttributeType::NeverExtractable,
+                ],
+            )?;
+            let mut out = (false, true, false, false);
+            for a in attrs {
+                match a {
+                    Attribute::Sensitive(v) => out.0 = v,
+                    Attribute::Extractable(v) => out.1 = v,
+                    Attribute::Token(v) => out.2 = v,
+                    Attribute::NeverExtractable(v) => out.3 = v,
+                    _ => {}
+                }
+            }
+            Ok(out)
+        })
+    }
+
     /// Logs every session of this application out, as an HSM restart does.
     /// Only for tests of the reconnect path: the next operation must find
     /// its session unusable and recover.
