@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Subcommand;
 
 #[derive(Debug, clap::Args)]
@@ -18,17 +19,23 @@ enum Command {
         /// CA API URL, e.g. `https://127.0.0.1:9443`.
         #[arg(long)]
         ca: String,
-        /// SHA-256 fingerprint of the CA root, `sha256:<hex>`.
+        /// SHA-256 fingerprint of the CA root, `sha256:<hex>` (printed by
+        /// `ward ca init`); the agent refuses any other root.
         #[arg(long)]
         fingerprint: String,
         /// File holding the one-time token (never passed on the command line).
         #[arg(long)]
         token_file: PathBuf,
-        /// Directory for cert.pem, key.pem and bundle.pem.
+        /// Directory for cert.pem, key.pem and bundle.pem (created 0700).
         #[arg(long)]
         out: PathBuf,
+        /// SPIFFE ID to ask for; only needed when the token grants a
+        /// pattern. The certificate profile (workload or user) is the
+        /// token's.
+        #[arg(long)]
+        identity: Option<String>,
     },
-    /// Renew every configured identity before it expires, forever.
+    /// Renew every configured identity before it expires, until SIGTERM.
     Run {
         /// Agent config file.
         #[arg(long, default_value = "agent.toml")]
@@ -42,11 +49,48 @@ enum Command {
     },
 }
 
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let what = match args.command {
-        Command::Enroll { .. } => "agent enroll",
-        Command::Run { .. } => "agent run",
-        Command::Status { .. } => "agent status",
-    };
-    Err(super::not_built(what, 7))
+    match args.command {
+        Command::Enroll {
+            ca,
+            fingerprint,
+            token_file,
+            out,
+            identity,
+        } => {
+            let e = ward_agent::enroll::Enrollment {
+                ca,
+                fingerprint,
+                token: ward_agent::enroll::Token::from_file(&token_file)?,
+                out,
+                identity,
+            };
+            let info = runtime()?.block_on(ward_agent::enroll::enroll(&e))?;
+            println!("enrolled {}", info.identity);
+            println!("serial   {}", info.serial);
+            println!("expires  {}", ward_agent::run::fmt_time(info.not_after));
+            println!("files    {}", e.out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { config } => {
+            runtime()?.block_on(ward_agent::run::run(&config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { config } => {
+            let r = ward_agent::status::status(&config, std::time::SystemTime::now())?;
+            print!("{}", r.text);
+            Ok(if r.healthy {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
 }
