@@ -124,9 +124,15 @@ impl Pki {
                     SanType::DnsName("db.test".try_into().unwrap()),
                     SanType::DnsName("nowhere.test".try_into().unwrap()),
                     SanType::DnsName("shadow.test".try_into().unwrap()),
+                    SanType::DnsName("secure.test".try_into().unwrap()),
+                    SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])),
                     uri("spiffe://corp.example/gateway"),
                 ],
-                eku: vec![ExtendedKeyUsagePurpose::ServerAuth],
+                // serverAuth for clients, clientAuth for mTLS to upstreams.
+                eku: vec![
+                    ExtendedKeyUsagePurpose::ServerAuth,
+                    ExtendedKeyUsagePurpose::ClientAuth,
+                ],
                 not_before: now - Duration::from_secs(60),
                 not_after: now + Duration::from_secs(86400),
             },
@@ -311,7 +317,7 @@ const ALLOW_POLICY: &str = r#"{
   "Statement": [
     {"Sid": "ClientUsesApp", "Effect": "Allow",
      "Principal": {"Spiffe": "spiffe://corp.example/ns/test/sa/client"},
-     "Action": ["http:GET", "http:POST"], "Resource": ["route/app/*", "route/down/*"]},
+     "Action": ["http:GET", "http:POST"], "Resource": ["route/app/*", "route/down/*", "route/secure/*"]},
     {"Sid": "ClientUsesDb", "Effect": "Allow",
      "Principal": {"Spiffe": "spiffe://corp.example/ns/test/sa/client"},
      "Action": "tcp:Connect", "Resource": "route/db"},
@@ -1223,4 +1229,64 @@ fn sigterm_drains_in_flight_requests_then_exits() {
     };
     assert!(status.success(), "{status}\n{}", gw.log());
     assert!(gw.log().contains("gateway stopped"));
+}
+
+/// Kills a helper process when the test ends.
+struct Killer(Child);
+
+impl Drop for Killer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn https_upstream_is_verified_and_gets_the_gateway_certificate() {
+    let s_port = free_port();
+    let gw = Gateway::start_with(
+        "",
+        "",
+        &format!(
+            r#"
+[[http_routes]]
+name = "secure"
+host = "secure.test"
+upstream = "https://127.0.0.1:{s_port}"
+"#
+        ),
+    );
+    // openssl s_server as an independent TLS upstream that *requires* a
+    // client certificate chaining to our root (-Verify), and whose -www
+    // page shows the certificate it got.
+    let _server = Killer(
+        Command::new("openssl")
+            .args(["s_server", "-accept"])
+            .arg(format!("127.0.0.1:{s_port}"))
+            .arg("-cert")
+            .arg(gw.path("server.pem"))
+            .arg("-cert_chain")
+            .arg(gw.path("server.pem"))
+            .arg("-key")
+            .arg(gw.path("server.key"))
+            .arg("-CAfile")
+            .arg(gw.path("root.pem"))
+            .args(["-Verify", "2", "-www"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until("s_server listening", || {
+        TcpStream::connect(("127.0.0.1", s_port)).is_ok()
+    });
+    let (status, _, body) =
+        parse_response(&gw.curl(Some("client"), "secure.test", &["-i"], &["/"]));
+    assert_eq!(status, 200, "{body}\n{}", gw.log());
+    assert!(body.contains("Client certificate"), "{body}");
+    assert!(
+        body.contains("Subject: CN=server"),
+        "the gateway's own certificate: {body}"
+    );
 }

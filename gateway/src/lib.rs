@@ -22,6 +22,7 @@ pub mod reload;
 pub mod server;
 pub mod tcp;
 pub mod tls;
+pub mod upstream;
 
 use std::path::Path;
 
@@ -40,6 +41,7 @@ pub fn check(config_path: &Path) -> Result<String, Error> {
     tls::install_default_provider();
     let config = Config::load(config_path)?;
     let state = server::load_state(&config, 0)?;
+    state.tls.upstream_client_config()?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let own_left = state.tls.own_not_after - now;
     if own_left <= 0 {

@@ -19,6 +19,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+
+use crate::upstream::{Connector, SharedClientConfig};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -31,20 +33,28 @@ use crate::server::Shared;
 /// The response body type of every HTTP response the gateway sends.
 pub type Body = BoxBody<Bytes, BoxError>;
 
-/// The pooled HTTP/1.1 client to upstreams.
-pub type UpstreamClient = Client<HttpConnector, Incoming>;
+/// The pooled client to upstreams.
+pub type UpstreamClient = Client<Connector, Incoming>;
 
-/// Builds the upstream client: pooled, with a connect timeout.
-pub fn client(limits: &Limits) -> UpstreamClient {
+/// Builds the upstream clients (HTTP/1.1, which may still negotiate h2 over
+/// TLS, and HTTP/2-only): pooled, with a connect timeout.
+pub fn clients(limits: &Limits, tls: SharedClientConfig) -> (UpstreamClient, UpstreamClient) {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(Duration::from_secs(
         limits.upstream_connect_timeout_secs,
     )));
     connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
+    connector.enforce_http(false);
+    let connector = Connector::new(connector, tls);
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
         .pool_idle_timeout(Duration::from_secs(limits.upstream_idle_secs))
         .pool_timer(TokioTimer::new())
-        .build(connector)
+        .timer(TokioTimer::new());
+    let h1 = builder.build(connector.clone());
+    builder.http2_only(true);
+    let h2 = builder.build(connector);
+    (h1, h2)
 }
 
 /// An HTTP route with its upstream parsed once.
@@ -52,6 +62,8 @@ pub fn client(limits: &Limits) -> UpstreamClient {
 pub struct Route {
     /// The configured route.
     pub config: HttpRoute,
+    /// Upstream scheme (`http` or `https`).
+    pub scheme: Scheme,
     /// Upstream authority (`host:port`).
     pub upstream: Authority,
 }
@@ -64,8 +76,9 @@ pub fn routes(config: &Config) -> Vec<Route> {
         .filter_map(|r| {
             crate::config::parse_upstream_url(&r.upstream)
                 .ok()
-                .map(|upstream| Route {
+                .map(|(scheme, upstream)| Route {
                     config: r.clone(),
+                    scheme,
                     upstream,
                 })
         })
@@ -309,7 +322,7 @@ async fn handle_inner(
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
     let uri = Uri::builder()
-        .scheme(Scheme::HTTP)
+        .scheme(route.scheme.clone())
         .authority(route.upstream.clone())
         .path_and_query(path_and_query)
         .build();
@@ -325,12 +338,20 @@ async fn handle_inner(
     *req.uri_mut() = uri;
     *req.version_mut() = http::Version::HTTP_11;
     let upgrade = upgrade_protocol(&req);
+    let wants_trailers = req
+        .headers()
+        .get(header::TE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let headers = req.headers_mut();
     strip_hop_by_hop(headers);
     if let Some(proto) = upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, proto);
+    }
+    if wants_trailers {
+        // gRPC needs `te: trailers` end to end.
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
     if let Ok(h) = HeaderValue::from_str(&host) {
         headers.insert(header::HOST, h);
@@ -361,7 +382,12 @@ async fn handle_inner(
 
     let timeout = Duration::from_secs(shared.config.limits.upstream_timeout_secs);
     let upstream = route.upstream.to_string();
-    match tokio::time::timeout(timeout, shared.client.request(req)).await {
+    let client = if route.config.http2 {
+        &shared.client_h2
+    } else {
+        &shared.client
+    };
+    match tokio::time::timeout(timeout, client.request(req)).await {
         Ok(Ok(mut resp)) => {
             let (guard, kill) = streams.register(standing);
             if resp.status() == StatusCode::SWITCHING_PROTOCOLS
@@ -481,7 +507,9 @@ mod tests {
                 mode: crate::config::Mode::Enforce,
                 candidate_policy_dir: None,
                 forward_client_cert: false,
+                http2: false,
             },
+            scheme: Scheme::HTTP,
             upstream: "127.0.0.1:1".parse().unwrap(),
         }
     }

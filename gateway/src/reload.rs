@@ -99,10 +99,15 @@ pub fn reload(shared: &Shared) {
     }
     let (tls, server_config) = match TlsMaterial::load(&shared.config).and_then(|m| {
         let sc = m.server_config(shared.config.tls13_only)?;
-        Ok((m, sc))
+        let cc = m.upstream_client_config()?;
+        Ok((m, sc, cc))
     }) {
-        Ok((m, sc)) => {
+        Ok((m, sc, cc)) => {
             shared.metrics.reloads.with_label_values(&["tls"]).inc();
+            match shared.upstream_tls.write() {
+                Ok(mut c) => *c = cc,
+                Err(poisoned) => *poisoned.into_inner() = cc,
+            }
             (Arc::new(m), sc)
         }
         Err(e) => {

@@ -29,6 +29,7 @@ use crate::policy::Policy;
 use crate::proxy::{Route, UpstreamClient};
 use crate::recheck::OpenStreams;
 use crate::tls::TlsMaterial;
+use crate::upstream::SharedClientConfig;
 
 /// Everything that a reload may replace.
 #[derive(Debug)]
@@ -63,8 +64,12 @@ pub struct Shared {
     pub signer: Signer,
     /// Decision evaluation and log.
     pub decider: Decider,
-    /// Pooled upstream client.
+    /// Pooled upstream client (HTTP/1.1, or h2 if a TLS upstream picks it).
     pub client: UpstreamClient,
+    /// Pooled HTTP/2-only upstream client (routes with `http2 = true`).
+    pub client_h2: UpstreamClient,
+    /// TLS client config for HTTPS upstreams, replaced on reload.
+    pub upstream_tls: SharedClientConfig,
     per_identity: Mutex<HashMap<String, usize>>,
     /// Set once listeners are up.
     pub ready: AtomicBool,
@@ -171,9 +176,14 @@ pub async fn run(config: Config) -> Result<(), Error> {
         })?;
     let (changes, _) = watch::channel(1);
     let (shutdown, _) = watch::channel(false);
+    let upstream_tls: SharedClientConfig =
+        Arc::new(RwLock::new(state.tls.upstream_client_config()?));
+    let (client, client_h2) = crate::proxy::clients(&config.limits, upstream_tls.clone());
     let shared = Arc::new(Shared {
         routes: crate::proxy::routes(&config),
-        client: crate::proxy::client(&config.limits),
+        client,
+        client_h2,
+        upstream_tls,
         config,
         state: RwLock::new(Arc::new(state)),
         changes,

@@ -121,6 +121,8 @@ pub struct TlsMaterial {
     pub key: Arc<PrivateKeyDer<'static>>,
     /// notAfter of our own leaf (Unix seconds), for the expiry metric.
     pub own_not_after: i64,
+    /// CAs that HTTPS upstreams must chain to.
+    pub upstream_roots: Arc<RootCertStore>,
     /// The oldest thisUpdate among the CRLs (Unix seconds), for the CRL
     /// age metric; `None` without CRLs.
     pub crl_this_update: Option<i64>,
@@ -129,15 +131,11 @@ pub struct TlsMaterial {
 impl TlsMaterial {
     /// Reads the trust bundle, CRLs, certificate and key named in `config`.
     pub fn load(config: &Config) -> Result<TlsMaterial, Error> {
-        let roots = read_certs("trust bundle", &config.trust_bundle)?;
-        let mut store = RootCertStore::empty();
-        for root in roots {
-            store.add(root).map_err(|e| Error::Pem {
-                what: "trust bundle",
-                path: config.trust_bundle.clone(),
-                message: format!("unusable CA certificate: {e}"),
-            })?;
-        }
+        let store = Arc::new(read_roots("trust bundle", &config.trust_bundle)?);
+        let upstream_roots = match &config.upstream_ca {
+            Some(path) => Arc::new(read_roots("upstream CA bundle", path)?),
+            None => store.clone(),
+        };
         let mut crls = Vec::new();
         for path in &config.crls {
             crls.extend(read_crls(path)?);
@@ -150,7 +148,7 @@ impl TlsMaterial {
                     .map(|(_, crl)| crl.last_update().timestamp())
             })
             .min();
-        let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider());
+        let mut builder = WebPkiClientVerifier::builder_with_provider(store, provider());
         if !crls.is_empty() {
             // The CA publishes one CRL, from the issuing intermediate, for
             // the leaves; the intermediate itself is not covered by a CRL.
@@ -185,6 +183,7 @@ impl TlsMaterial {
             chain,
             key: Arc::new(key),
             own_not_after,
+            upstream_roots,
             crl_this_update,
         })
     }
@@ -209,6 +208,18 @@ impl TlsMaterial {
     }
 }
 
+fn read_roots(what: &'static str, path: &Path) -> Result<RootCertStore, Error> {
+    let mut store = RootCertStore::empty();
+    for root in read_certs(what, path)? {
+        store.add(root).map_err(|e| Error::Pem {
+            what,
+            path: path.to_path_buf(),
+            message: format!("unusable CA certificate: {e}"),
+        })?;
+    }
+    Ok(store)
+}
+
 fn read_certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
     let bytes = std::fs::read(path).map_err(|source| Error::File {
         what,
@@ -230,6 +241,22 @@ fn read_certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'sta
         });
     }
     Ok(certs)
+}
+
+impl TlsMaterial {
+    /// The TLS client config for HTTPS upstreams: verify against
+    /// `upstream_roots`, present our own certificate when asked (mTLS),
+    /// offer h2 and http/1.1.
+    pub fn upstream_client_config(&self) -> Result<Arc<rustls::ClientConfig>, Error> {
+        let mut cc = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Tls(e.to_string()))?
+            .with_root_certificates(self.upstream_roots.clone())
+            .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(|e| Error::Tls(format!("own certificate/key for upstreams: {e}")))?;
+        cc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(cc))
+    }
 }
 
 /// Reads a CRL file in PEM (one or more blocks) or DER.
