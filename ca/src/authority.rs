@@ -911,7 +911,7 @@ impl Ca {
     }
 
     /// The CA's own API server certificate, with a key generated in memory.
-    pub fn server_identity(&self) -> Result<(Vec<Vec<u8>>, Vec<u8>), Error> {
+    pub fn server_identity(&self, ttl: Duration) -> Result<(Vec<Vec<u8>>, Vec<u8>), Error> {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let spki = rcgen::SubjectPublicKeyInfo::from_der(&key.subject_public_key_info())?;
         let id = SpiffeId::parse(&format!("{}/ward/ca", self.config.trust_domain.id_prefix()))
@@ -922,7 +922,7 @@ impl Ca {
             Profile::Server,
             &self.config.server.dns_names,
             None,
-            MAX_LEAF_TTL,
+            ttl,
             "self".into(),
         )?;
         self.store.record_issue(&rec, None)?;
@@ -941,7 +941,17 @@ impl Ca {
         if serial.is_empty() || !serial.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Error::bad("bad_serial", "the serial must be hexadecimal"));
         }
-        let serial = serial.trim_start_matches('0').to_string();
+        // Byte-level normalisation: a serial may start with a 0 nibble
+        // ("0bbf…"), only whole leading zero bytes are dropped.
+        let padded = if !serial.len().is_multiple_of(2) {
+            format!("0{serial}")
+        } else {
+            serial
+        };
+        let serial = serial_hex(
+            &hex::decode(&padded)
+                .map_err(|_| Error::bad("bad_serial", "the serial must be hexadecimal"))?,
+        );
         parse_reason(reason)?;
         let revoked_by = match by {
             Revoker::Operator => "cli".to_string(),
@@ -1152,6 +1162,12 @@ mod tests {
             assert_eq!(serial_hex(&hex::decode(&h).unwrap()), h);
         }
         assert_eq!(serial_hex(&[0, 0x80, 1]), "8001");
+    }
+
+    #[test]
+    fn serials_keep_a_leading_zero_nibble() {
+        assert_eq!(serial_hex(&[0x0b, 0xbf]), "0bbf");
+        assert_eq!(serial_hex(&[0x00, 0x0b]), "0b");
     }
 
     #[test]

@@ -18,12 +18,15 @@ mod verifier;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -34,20 +37,65 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
-/// Builds the TLS config: the CA's own server certificate (issued now from
-/// its intermediate), ALPN http/1.1, client certificates optional.
-pub fn tls_config(ca: &Ca) -> Result<Arc<rustls::ServerConfig>, Error> {
+/// Lifetime of the API's own server certificate; it is re-issued after
+/// two thirds of it, so a long-running CA never serves an expired one.
+const SERVER_CERT_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// The API's server certificate, swapped in place when re-issued.
+#[derive(Debug)]
+struct RotatingCert {
+    current: RwLock<(Arc<CertifiedKey>, Instant)>,
+}
+
+impl RotatingCert {
+    fn issue(ca: &Ca) -> Result<Arc<CertifiedKey>, Error> {
+        let (chain, key) = ca.server_identity(SERVER_CERT_TTL)?;
+        let chain: Vec<CertificateDer<'static>> =
+            chain.into_iter().map(CertificateDer::from).collect();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key));
+        let signer = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key)
+            .map_err(|e| Error::Cert(format!("server key: {e}")))?;
+        Ok(Arc::new(CertifiedKey::new(chain, signer)))
+    }
+
+    fn due(&self) -> bool {
+        self.current
+            .read()
+            .map(|c| c.1.elapsed() >= SERVER_CERT_TTL * 2 / 3)
+            .unwrap_or(true)
+    }
+
+    fn replace(&self, key: Arc<CertifiedKey>) {
+        if let Ok(mut c) = self.current.write() {
+            *c = (key, Instant::now());
+        }
+    }
+}
+
+impl ResolvesServerCert for RotatingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current.read().ok().map(|c| Arc::clone(&c.0))
+    }
+}
+
+fn build_tls(ca: &Ca) -> Result<(Arc<rustls::ServerConfig>, Arc<RotatingCert>), Error> {
     install_crypto_provider();
-    let (chain, key) = ca.server_identity()?;
-    let chain: Vec<CertificateDer<'static>> = chain.into_iter().map(CertificateDer::from).collect();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key));
+    let certs = Arc::new(RotatingCert {
+        current: RwLock::new((RotatingCert::issue(ca)?, Instant::now())),
+    });
     let verifier = verifier::AnyClientCert::new(ca.root_der())?;
     let mut cfg = rustls::ServerConfig::builder()
         .with_client_cert_verifier(Arc::new(verifier))
-        .with_single_cert(chain, key)
-        .map_err(|e| Error::Cert(format!("server TLS config: {e}")))?;
+        .with_cert_resolver(certs.clone());
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(cfg))
+    Ok((Arc::new(cfg), certs))
+}
+
+/// Builds the TLS config: the CA's own server certificate (issued now from
+/// its intermediate, re-issued by [`serve`] before it expires), ALPN
+/// http/1.1, client certificates optional.
+pub fn tls_config(ca: &Ca) -> Result<Arc<rustls::ServerConfig>, Error> {
+    Ok(build_tls(ca)?.0)
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.
@@ -56,7 +104,40 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
-    let tls = TlsAcceptor::from(tls_config(&ca)?);
+    let (tls, certs) = build_tls(&ca)?;
+    let tls = TlsAcceptor::from(tls);
+    let rotate_ca = Arc::clone(&ca);
+    let rotation = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(300));
+        loop {
+            tick.tick().await;
+            if !certs.due() {
+                continue;
+            }
+            let ca = Arc::clone(&rotate_ca);
+            match tokio::task::spawn_blocking(move || RotatingCert::issue(&ca)).await {
+                Ok(Ok(key)) => {
+                    certs.replace(key);
+                    tracing::info!("re-issued the API server certificate");
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "re-issuing the API server certificate failed; retrying")
+                }
+                Err(e) => tracing::error!(error = %e, "server certificate task failed"),
+            }
+        }
+    });
+    let result = accept_loop(ca, tls, listener, shutdown).await;
+    rotation.abort();
+    result
+}
+
+async fn accept_loop(
+    ca: Arc<Ca>,
+    tls: TlsAcceptor,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
     let max_body = ca.config().server.max_request_bytes;
     // Sign the first CRL now so /v1/crl never waits on the HSM cold.
     let first = Arc::clone(&ca);
