@@ -1290,3 +1290,104 @@ upstream = "https://127.0.0.1:{s_port}"
         "the gateway's own certificate: {body}"
     );
 }
+
+#[test]
+fn open_tunnels_close_when_the_certificate_is_revoked_or_expires() {
+    let mut gw = Gateway::start();
+    let (serial, _) = gw.pki.issue("later", &Leaf::client(CLIENT), false);
+    let short = Leaf {
+        not_after: OffsetDateTime::now_utc() + Duration::from_secs(4),
+        ..Leaf::client(CLIENT)
+    };
+    gw.pki.issue("short", &short, false);
+
+    let mut revoked = tunnel(&gw, "later");
+    let mut expiring = tunnel(&gw, "short");
+    for t in [&mut revoked, &mut expiring] {
+        t.child.stdin.as_mut().unwrap().write_all(b"hi\n").unwrap();
+        assert_eq!(read_line_timeout(t, 10).as_deref(), Some("hi\n"));
+    }
+
+    gw.pki.revoke(serial);
+    gw.sighup();
+    wait_until("revoked tunnel closed", || {
+        gw.metric("ward_gateway_rechecks_closed_total{reason=\"revoked_or_untrusted\"}") >= 1.0
+    });
+    let _ = revoked.child.stdin.as_mut().unwrap().write_all(b"again\n");
+    assert_eq!(read_line_timeout(&mut revoked, 10), None);
+
+    wait_until("expired tunnel closed", || {
+        gw.metric("ward_gateway_rechecks_closed_total{reason=\"expired\"}") >= 1.0
+    });
+    let _ = expiring.child.stdin.as_mut().unwrap().write_all(b"again\n");
+    assert_eq!(read_line_timeout(&mut expiring, 10), None);
+    let reasons: Vec<String> = gw
+        .decisions()
+        .into_iter()
+        .filter(|l| l["kind"] == "close")
+        .map(|l| l["reason"].as_str().unwrap().to_string())
+        .collect();
+    assert!(reasons.iter().any(|r| r.contains("Revoked")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("expired")), "{reasons:?}");
+}
+
+#[test]
+fn silent_clients_are_dropped_after_the_handshake_timeout() {
+    let gw = Gateway::start_with("", "handshake_timeout_secs = 1", "");
+    let mut s = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 16];
+    let n = s.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "connection closed without a byte");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    wait_until("timeout counted", || {
+        gw.metric("ward_gateway_handshakes_total{reason=\"timeout\",result=\"failed\"}") >= 1.0
+    });
+}
+
+#[test]
+fn a_renewed_gateway_certificate_is_served_to_new_connections() {
+    let gw = Gateway::start();
+    let serial_seen = || {
+        let out = Command::new("timeout")
+            .args(["10", "openssl", "s_client", "-connect"])
+            .arg(format!("127.0.0.1:{}", gw.port))
+            .args(["-servername", "app.test", "-CAfile"])
+            .arg(gw.path("root.pem"))
+            .arg("-cert")
+            .arg(gw.path("client.pem"))
+            .arg("-cert_chain")
+            .arg(gw.path("client.pem"))
+            .arg("-key")
+            .arg(gw.path("client.key"))
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        let pem = String::from_utf8_lossy(&out.stdout).to_string();
+        let start = pem.find("-----BEGIN CERTIFICATE-----").unwrap();
+        let end = pem.find("-----END CERTIFICATE-----").unwrap();
+        pem[start..end].to_string()
+    };
+    let before = serial_seen();
+    let now = OffsetDateTime::now_utc();
+    // What an agent does: write the renewed certificate and key, then HUP.
+    gw.pki.issue(
+        "server",
+        &Leaf {
+            sans: vec![
+                SanType::DnsName("app.test".try_into().unwrap()),
+                uri("spiffe://corp.example/gateway"),
+            ],
+            eku: vec![ExtendedKeyUsagePurpose::ServerAuth],
+            not_before: now - Duration::from_secs(60),
+            not_after: now + Duration::from_secs(7200),
+        },
+        false,
+    );
+    gw.sighup();
+    wait_until("new certificate served", || serial_seen() != before);
+    let (status, _, _) = parse_response(&gw.curl(Some("client"), "app.test", &["-i"], &["/x"]));
+    assert_eq!(status, 200);
+}

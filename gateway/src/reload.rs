@@ -50,18 +50,26 @@ pub async fn watch(shared: Arc<Shared>) {
     };
     let poll = shared.config.reload_poll_secs;
     let mut last = snapshot(&shared);
+    let mut retry = false;
     let mut tick = tokio::time::interval(Duration::from_secs(poll.max(1)));
     tick.tick().await;
     loop {
         let by_signal = tokio::select! {
             Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
             _ = tick.tick(), if poll > 0 => false,
+            else => {
+                std::future::pending::<()>().await;
+                false
+            }
         };
         let now = snapshot(&shared);
-        if by_signal || now != last {
-            tracing::info!(by_signal, "reloading");
+        if by_signal || now != last || retry {
+            tracing::info!(by_signal, retry, "reloading");
             last = now;
-            reload(&shared);
+            // A certificate and its key are written one after the other: a
+            // poll between the two sees a mismatched pair. Try once more on
+            // the next tick before waiting for the next change.
+            retry = !reload(&shared) && !retry;
         }
     }
 }
@@ -88,7 +96,9 @@ fn load_policy(shared: &Shared, part: &'static str, dir: &Path, old: &Arc<Policy
 }
 
 /// Reloads every part once; refused parts keep their last good version.
-pub fn reload(shared: &Shared) {
+/// Returns whether every part loaded.
+pub fn reload(shared: &Shared) -> bool {
+    let failures_before = total_failures(shared);
     let old = shared.current();
     let policy = load_policy(shared, "policy", &shared.config.policy_dir, &old.policy);
     let mut candidates = HashMap::new();
@@ -127,4 +137,12 @@ pub fn reload(shared: &Shared) {
         policy,
         candidates,
     });
+    total_failures(shared) == failures_before
+}
+
+fn total_failures(shared: &Shared) -> u64 {
+    ["policy", "candidate_policy", "tls"]
+        .iter()
+        .map(|p| shared.metrics.reload_failures.with_label_values(&[p]).get())
+        .sum()
 }
