@@ -41,6 +41,9 @@ pub struct Config {
     /// refused at the handshake.
     #[serde(default)]
     pub crls: Vec<PathBuf>,
+    /// Fetch the CRL from the CA on an interval (optional).
+    #[serde(default)]
+    pub crl_fetch: Option<CrlFetch>,
     /// Directory of policy documents (and `groups.json`).
     pub policy_dir: PathBuf,
     /// Where every decision is appended as one JSON line.
@@ -62,6 +65,33 @@ pub struct Config {
     /// TCP routes, matched by the TLS server name (SNI).
     #[serde(default)]
     pub tcp_routes: Vec<TcpRoute>,
+}
+
+/// Where and how often to fetch the CRL from the CA.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrlFetch {
+    /// The CA's API, `https://host:port`.
+    pub url: String,
+    /// `sha256:<hex>` of the CA root; the first certificate of the trust
+    /// bundle when unset.
+    #[serde(default)]
+    pub root_pin: Option<String>,
+    /// Seconds between fetches.
+    #[serde(default = "default_crl_interval")]
+    pub interval_secs: u64,
+    /// Seconds one fetch may take.
+    #[serde(default = "default_crl_timeout")]
+    pub timeout_secs: u64,
+    /// Where the fetched CRL is written; added to `crls` if not listed.
+    pub file: PathBuf,
+}
+
+fn default_crl_interval() -> u64 {
+    60
+}
+fn default_crl_timeout() -> u64 {
+    10
 }
 
 /// Limits and timeouts; the defaults are meant to be safe on the internet.
@@ -215,6 +245,12 @@ impl Config {
         fix(&mut self.decision_log);
         if let Some(p) = self.upstream_ca.as_mut() {
             fix(p);
+        }
+        if let Some(f) = self.crl_fetch.as_mut() {
+            fix(&mut f.file);
+            if !self.crls.contains(&f.file) {
+                self.crls.push(f.file.clone());
+            }
         }
         self.crls.iter_mut().for_each(fix);
         for r in &mut self.http_routes {

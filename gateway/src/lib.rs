@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod assertion;
 pub mod config;
+pub mod crl;
 pub mod decide;
 mod error;
 pub mod identity;
@@ -39,7 +40,15 @@ pub async fn run(config_path: &Path) -> Result<(), Error> {
 /// opening any socket; returns a short summary for the operator.
 pub fn check(config_path: &Path) -> Result<String, Error> {
     tls::install_default_provider();
-    let config = Config::load(config_path)?;
+    let mut config = Config::load(config_path)?;
+    let mut notes = String::new();
+    if let Some(fetch) = &config.crl_fetch
+        && !fetch.file.exists()
+    {
+        // `run` fetches it before it starts; nothing to check here yet.
+        config.crls.retain(|c| c != &fetch.file);
+        notes = format!(", CRL to be fetched from {}", fetch.url);
+    }
     let state = server::load_state(&config, 0)?;
     state.tls.upstream_client_config()?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -51,7 +60,7 @@ pub fn check(config_path: &Path) -> Result<String, Error> {
         )));
     }
     Ok(format!(
-        "config ok: {} HTTP route(s), {} TCP route(s), policy {}, own certificate valid for {}s",
+        "config ok: {} HTTP route(s), {} TCP route(s), policy {}, own certificate valid for {}s{notes}",
         config.http_routes.len(),
         config.tcp_routes.len(),
         state.policy.hash(),

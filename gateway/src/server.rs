@@ -155,6 +155,18 @@ impl Drop for ConnGuard {
 pub async fn run(config: Config) -> Result<(), Error> {
     crate::tls::install_default_provider();
     let metrics = Metrics::new()?;
+    if let Some(fetch) = &config.crl_fetch {
+        // Start with the CA's current CRL; if the CA is unreachable, a CRL
+        // file from an earlier run will do, and no CRL at all refuses to
+        // start (fail closed).
+        if let Err(e) = crate::crl::fetch_once(fetch, &config.trust_bundle).await {
+            if fetch.file.exists() {
+                tracing::warn!(url = %fetch.url, error = %e, "CRL fetch failed at start; using the CRL file from before");
+            } else {
+                return Err(e);
+            }
+        }
+    }
     let state = load_state(&config, 1)?;
     metrics
         .own_cert_expiry
@@ -196,6 +208,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
     });
     tokio::spawn(crate::admin::serve(shared.clone(), admin));
     tokio::spawn(crate::reload::watch(shared.clone()));
+    tokio::spawn(crate::crl::fetch_loop(shared.clone()));
     shared.ready.store(true, Ordering::SeqCst);
     tracing::info!(
         listen = %shared.config.listen,
