@@ -19,9 +19,18 @@ pub const CA_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Token(String);
 
 impl Token {
-    /// Reads a token from a file (trimmed); the file should be private.
+    /// Reads a token from a file (trimmed); warns when others may read it.
     pub fn from_file(path: &Path) -> Result<Self, Error> {
+        use std::os::unix::fs::PermissionsExt;
         let text = std::fs::read_to_string(path).map_err(|e| Error::io("reading", path, e))?;
+        if let Ok(m) = std::fs::metadata(path)
+            && m.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                path = %path.display(),
+                "the token file is readable by group or others; anyone who reads it first can enrol as you (chmod 600)"
+            );
+        }
         let t = text.trim();
         if t.is_empty() {
             return Err(Error::bad_file(path, "the token file is empty"));

@@ -170,6 +170,14 @@ async fn renew_with_retries(name: &str, id: &IdentityConfig, metrics: &Metrics, 
                     continue;
                 };
                 let left = cert::signed_secs(info.not_after, now).floor();
+                if let Some(code) = refused(&e) {
+                    tracing::error!(
+                        identity = name,
+                        code,
+                        "the CA refuses this certificate for renewal; retrying will not help \
+                         unless that changes: re-enrol with `ward agent enroll` and a new token"
+                    );
+                }
                 match urgency {
                     Urgency::Critical | Urgency::Expired => tracing::error!(
                         identity = name,
@@ -197,6 +205,19 @@ async fn renew_with_retries(name: &str, id: &IdentityConfig, metrics: &Metrics, 
                 sleep_until(now + delay).await;
             }
         }
+    }
+}
+
+/// The CA's refusal code when it refuses the client certificate itself
+/// (revoked, unknown, expired), as opposed to a transient failure.
+fn refused(e: &Error) -> Option<&str> {
+    match e {
+        Error::Ca(ward_ca::Error::Remote { status, code, .. })
+            if (*status == 401 || *status == 403) && code.starts_with("client_cert") =>
+        {
+            Some(code.as_str())
+        }
+        _ => None,
     }
 }
 

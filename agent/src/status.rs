@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::SystemTime;
 
-use crate::cert::{self, unix};
+use crate::cert;
 use crate::config::AgentConfig;
 use crate::run::fmt_time;
 use crate::schedule::{self, Urgency};
@@ -98,7 +98,79 @@ pub fn status(config_path: &Path, now: SystemTime) -> Result<Report, Error> {
                 )
             );
         }
-        let _ = unix(now);
     }
     Ok(Report { text, healthy })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn install(dir: &Path, life: Duration) -> CertInfoTimes {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::default();
+        let now = time::OffsetDateTime::now_utc();
+        p.not_before = now;
+        p.not_after = now + life;
+        p.subject_alt_names = vec![rcgen::SanType::URI(
+            "spiffe://corp.example/ns/a/sa/b".try_into().unwrap(),
+        )];
+        let info = sink::install(
+            dir,
+            &p.self_signed(&key).unwrap().pem(),
+            &key.serialize_pem(),
+        )
+        .unwrap();
+        CertInfoTimes {
+            not_before: info.not_before,
+            serial: info.serial,
+        }
+    }
+
+    struct CertInfoTimes {
+        not_before: SystemTime,
+        serial: String,
+    }
+
+    #[test]
+    fn healthy_until_the_last_tenth_then_unhealthy() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = d.path().join("agent.toml");
+        std::fs::write(
+            &cfg,
+            "[identity.web]\nca = \"https://ca:1\"\ndir = \"web\"\n",
+        )
+        .unwrap();
+        assert!(
+            !status(&cfg, SystemTime::now()).unwrap().healthy,
+            "not enrolled"
+        );
+        let c = install(&d.path().join("web"), Duration::from_secs(1000));
+        let at = |s: u64| c.not_before + Duration::from_secs(s);
+        let r = status(&cfg, at(10)).unwrap();
+        assert!(r.healthy, "{}", r.text);
+        assert!(
+            r.text.contains(&c.serial) && r.text.contains("last error:    none"),
+            "{}",
+            r.text
+        );
+        assert!(status(&cfg, at(800)).unwrap().healthy);
+        let r = status(&cfg, at(950)).unwrap();
+        assert!(!r.healthy && r.text.contains("last 10%"), "{}", r.text);
+        let r = status(&cfg, at(2000)).unwrap();
+        assert!(!r.healthy && r.text.contains("EXPIRED"), "{}", r.text);
+
+        state::save(
+            &d.path().join("web"),
+            &state::State {
+                last_error: Some("connecting to ca:1: refused".into()),
+                last_error_at: Some(cert::unix(at(5))),
+                ..state::State::default()
+            },
+        )
+        .unwrap();
+        let r = status(&cfg, at(10)).unwrap();
+        assert!(r.text.contains("connecting to ca:1: refused"), "{}", r.text);
+    }
 }

@@ -77,6 +77,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             println!("serial   {}", info.serial);
             println!("expires  {}", ward_agent::run::fmt_time(info.not_after));
             println!("files    {}", e.out.display());
+            let dir = std::path::absolute(&e.out).unwrap_or_else(|_| e.out.clone());
+            println!();
+            println!("# to keep it fresh, add to agent.toml and run `ward agent run`:");
+            println!("[identity.NAME]");
+            println!("ca = {:?}", e.ca);
+            println!("dir = {:?}", dir.display().to_string());
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { config } => {
