@@ -1391,3 +1391,41 @@ fn a_renewed_gateway_certificate_is_served_to_new_connections() {
     let (status, _, _) = parse_response(&gw.curl(Some("client"), "app.test", &["-i"], &["/x"]));
     assert_eq!(status, 200);
 }
+
+#[test]
+fn idle_connections_are_closed() {
+    let gw = Gateway::start_with("", "idle_timeout_secs = 1", "");
+    let started = Instant::now();
+    let mut t = tls_pipe(&gw, "client", "app.test");
+    assert_eq!(read_line_timeout(&mut t, 10), None);
+    assert!(started.elapsed() < Duration::from_secs(8));
+    assert!(gw.metric("ward_gateway_limited_total{limit=\"idle\"}") >= 1.0);
+}
+
+#[test]
+fn connection_limits_apply_per_identity_and_in_total() {
+    let gw = Gateway::start_with("", "max_connections_per_identity = 1", "");
+    let ok_handshakes = "ward_gateway_handshakes_total{reason=\"\",result=\"ok\"}";
+    let _held = tls_pipe(&gw, "client", "app.test");
+    wait_until("first connection up", || gw.metric(ok_handshakes) >= 1.0);
+    let out = gw.curl(Some("client"), "app.test", &["-i"], &["/x"]);
+    assert_eq!(
+        parse_response(&out).0,
+        0,
+        "second connection of one identity"
+    );
+    assert!(gw.metric("ward_gateway_limited_total{limit=\"per_identity\"}") >= 1.0);
+    let (status, _, _) = parse_response(&gw.curl(Some("other"), "app.test", &["-i"], &["/x"]));
+    assert_eq!(
+        status, 403,
+        "another identity is not limited (and then denied)"
+    );
+    assert_eq!(gw.upstream.count(), 0);
+
+    let gw = Gateway::start_with("", "max_connections = 1", "");
+    let _held = tls_pipe(&gw, "client", "app.test");
+    wait_until("first connection up", || gw.metric(ok_handshakes) >= 1.0);
+    let out = gw.curl(Some("other"), "app.test", &["-i"], &["/x"]);
+    assert_eq!(parse_response(&out).0, 0);
+    assert!(gw.metric("ward_gateway_limited_total{limit=\"max_connections\"}") >= 1.0);
+}

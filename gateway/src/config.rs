@@ -104,6 +104,9 @@ pub struct Limits {
     pub max_connections_per_identity: usize,
     /// Seconds a client has to complete the TLS handshake.
     pub handshake_timeout_secs: u64,
+    /// Seconds a client connection may carry no bytes at all before it is
+    /// closed (0 = never).
+    pub idle_timeout_secs: u64,
     /// Seconds an HTTP/1.1 client has to send the request headers.
     pub header_read_timeout_secs: u64,
     /// Largest HTTP/1.1 header block in bytes (and HTTP/2 header list).
@@ -131,6 +134,7 @@ impl Default for Limits {
             max_connections_per_identity: 512,
             handshake_timeout_secs: 10,
             header_read_timeout_secs: 10,
+            idle_timeout_secs: 300,
             max_header_bytes: 64 * 1024,
             max_headers: 100,
             max_concurrent_streams: 200,

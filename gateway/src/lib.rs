@@ -15,6 +15,7 @@ pub mod crl;
 pub mod decide;
 mod error;
 pub mod identity;
+pub mod idle;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;

@@ -437,12 +437,17 @@ async fn serve_http(
             crate::proxy::handle(shared.clone(), conn.clone(), streams.clone(), req)
         })
     };
-    let served = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
+    let activity = crate::idle::Activity::new();
+    let io = crate::idle::Tracked::new(tls, activity.clone());
+    let served = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(served);
     let mut changes = shared.changes.subscribe();
     let mut shutdown = shared.shutdown.subscribe();
     let expiry = tokio::time::sleep(until_expiry(&conn));
     tokio::pin!(expiry);
+    let idle_limit = Duration::from_secs(limits.idle_timeout_secs);
+    let idle = tokio::time::sleep(idle_limit);
+    tokio::pin!(idle);
     // `http_done`: hyper has finished with the connection; upgraded streams
     // (WebSockets) may still be open and are still re-checked until they end.
     let (mut http_done, mut closing, mut expired) = (false, false, false);
@@ -483,6 +488,20 @@ async fn serve_http(
                     served.as_mut().graceful_shutdown();
                 }
                 closing = true;
+            }
+            () = &mut idle, if !closing && !idle_limit.is_zero() => {
+                let deadline = activity.last() + idle_limit;
+                if deadline <= std::time::Instant::now() && streams.is_empty() {
+                    tracing::debug!(peer = %conn.peer, "closing idle connection");
+                    shared.metrics.limited.with_label_values(&["idle"]).inc();
+                    if !http_done {
+                        served.as_mut().graceful_shutdown();
+                    }
+                    closing = true;
+                } else {
+                    let next = deadline.max(std::time::Instant::now() + Duration::from_secs(1));
+                    idle.as_mut().reset(tokio::time::Instant::from_std(next));
+                }
             }
             changed = shutdown.changed(), if !closing => {
                 if changed.is_ok() && !http_done {
