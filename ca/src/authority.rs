@@ -617,7 +617,8 @@ impl Ca {
         }
         let cert = p.signed_by(public_key, &self.issuer).map_err(|e| match e {
             rcgen::Error::RemoteKeyError => Error::Hsm(
-                "the issuing key could not sign (see the CA log for the PKCS#11 error)".into(),
+                crate::keys::pkcs11::take_last_sign_error()
+                    .unwrap_or_else(|| "the issuing key could not sign".into()),
             ),
             other => Error::from(other),
         })?;
@@ -1062,9 +1063,10 @@ impl Ca {
             key_identifier_method: KeyIdMethod::PreSpecified(self.issuing_ski.clone()),
         };
         let crl = params.signed_by(&self.issuer).map_err(|e| match e {
-            rcgen::Error::RemoteKeyError => {
-                Error::Hsm("the issuing key could not sign the CRL".into())
-            }
+            rcgen::Error::RemoteKeyError => Error::Hsm(
+                crate::keys::pkcs11::take_last_sign_error()
+                    .unwrap_or_else(|| "the issuing key could not sign the CRL".into()),
+            ),
             other => Error::from(other),
         })?;
         let der = crl.der().to_vec();

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Instant;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
@@ -35,17 +35,29 @@ use crate::Error;
 /// when returned to a full pool.
 const POOL_SIZE: usize = 4;
 
+/// A loaded PKCS#11 module. Every call into it holds `gate` for reading;
+/// re-initialising (C_Finalize + C_Initialize) holds it for writing, so no
+/// call is ever in flight while the module is torn down (SoftHSM2 crashes
+/// otherwise). The generation counts re-initialisations: sessions from an
+/// older generation are dead and their handles may have been reused, so
+/// they are forgotten, never closed.
+struct Module {
+    ctx: Pkcs11,
+    gate: RwLock<u64>,
+    last_reinit: Mutex<Option<Instant>>,
+}
+
 /// One loaded module per path for the whole process: a second
 /// `C_Initialize` would fail, and finalising one copy would kill the
 /// other's sessions.
-fn module(path: &Path) -> Result<Pkcs11, Error> {
-    static MODULES: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
+fn module(path: &Path) -> Result<Arc<Module>, Error> {
+    static MODULES: OnceLock<Mutex<HashMap<PathBuf, Arc<Module>>>> = OnceLock::new();
     let map = MODULES.get_or_init(|| Mutex::new(HashMap::new()));
     let mut map = map
         .lock()
         .map_err(|_| Error::Hsm("PKCS#11 module table poisoned".into()))?;
-    if let Some(ctx) = map.get(path) {
-        return Ok(ctx.clone());
+    if let Some(m) = map.get(path) {
+        return Ok(Arc::clone(m));
     }
     if !path.exists() {
         return Err(Error::Hsm(format!(
@@ -68,8 +80,41 @@ fn module(path: &Path) -> Result<Pkcs11, Error> {
             )));
         }
     }
-    map.insert(path.to_path_buf(), ctx.clone());
-    Ok(ctx)
+    let m = Arc::new(Module {
+        ctx,
+        gate: RwLock::new(0),
+        last_reinit: Mutex::new(None),
+    });
+    map.insert(path.to_path_buf(), Arc::clone(&m));
+    Ok(m)
+}
+
+impl Module {
+    /// Re-initialises the module after a token vanished (HSM restart,
+    /// network HSM failover): many modules, SoftHSM2 among them, only
+    /// rediscover a token on a fresh C_Initialize. At most once per five
+    /// seconds, so a token that stays away does not cause a storm.
+    fn reinitialize(&self, seen_generation: u64) {
+        let Ok(mut generation) = self.gate.write() else {
+            return;
+        };
+        if *generation != seen_generation {
+            return; // another thread already did it
+        }
+        let Ok(mut last) = self.last_reinit.lock() else {
+            return;
+        };
+        if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(5)) {
+            return;
+        }
+        *last = Some(Instant::now());
+        let _ = self.ctx.clone().finalize();
+        let _ = self
+            .ctx
+            .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+        *generation += 1;
+        tracing::warn!("PKCS#11 module re-initialised to find its token again");
+    }
 }
 
 /// Return values after which a session (or the whole login state) is gone
@@ -84,6 +129,7 @@ fn is_session_failure(e: &CkError) -> bool {
                 | RvError::DeviceRemoved
                 | RvError::TokenNotPresent
                 | RvError::UserNotLoggedIn
+                | RvError::CryptokiNotInitialized
                 | RvError::KeyHandleInvalid
                 | RvError::ObjectHandleInvalid,
             _
@@ -91,15 +137,34 @@ fn is_session_failure(e: &CkError) -> bool {
     )
 }
 
-/// A logged-in session plus the key handles found through it.
+/// A logged-in session plus the key handles found through it. Opened
+/// without close-on-drop: [`Token::discard`] closes it only if its module
+/// generation is current.
 struct Pooled {
     session: Session,
+    generation: u64,
     handles: HashMap<String, ObjectHandle>,
+}
+
+/// Why no session could be opened.
+enum OpenError {
+    /// The token is not (or no longer) in the module's slot list.
+    TokenMissing(Error),
+    /// Anything else (wrong PIN, device error, …).
+    Other(Error),
+}
+
+impl From<OpenError> for Error {
+    fn from(e: OpenError) -> Error {
+        match e {
+            OpenError::TokenMissing(e) | OpenError::Other(e) => e,
+        }
+    }
 }
 
 /// A token (found by label) with a pool of logged-in sessions.
 pub struct Token {
-    ctx: Pkcs11,
+    module: Arc<Module>,
     label: String,
     module_path: PathBuf,
     pin: AuthPin,
@@ -120,16 +185,18 @@ impl Token {
     /// label and logs in once, so that a wrong PIN or a missing token is
     /// reported at start rather than at the first request.
     pub fn open(uri: &Pkcs11Uri) -> Result<Arc<Self>, Error> {
-        let ctx = module(&uri.module_path)?;
+        let module = module(&uri.module_path)?;
         let pin = uri.pin_source.read()?;
         let token = Arc::new(Self {
-            ctx,
+            module,
             label: uri.token.clone(),
             module_path: uri.module_path.clone(),
             pin: AuthPin::from(pin),
             idle: Mutex::new(Vec::new()),
         });
-        let first = token.open_session()?;
+        let generation = token.read_gate()?;
+        let first = token.open_session(*generation)?;
+        drop(generation);
         token.give_back(first);
         Ok(token)
     }
@@ -139,49 +206,59 @@ impl Token {
         &self.label
     }
 
-    fn find_slot(&self) -> Result<Slot, Error> {
-        let slots = self
-            .ctx
+    fn read_gate(&self) -> Result<std::sync::RwLockReadGuard<'_, u64>, Error> {
+        self.module
+            .gate
+            .read()
+            .map_err(|_| Error::Hsm("PKCS#11 module lock poisoned".into()))
+    }
+
+    fn find_slot(&self) -> Result<Slot, OpenError> {
+        let ctx = &self.module.ctx;
+        let slots = ctx
             .get_slots_with_token()
-            .map_err(|e| self.hsm_err("listing slots", &e))?;
+            .map_err(|e| OpenError::Other(self.hsm_err("listing slots", &e)))?;
         for slot in slots {
-            if let Ok(info) = self.ctx.get_token_info(slot)
+            if let Ok(info) = ctx.get_token_info(slot)
                 && info.label().trim_end() == self.label
             {
                 return Ok(slot);
             }
         }
-        Err(Error::Hsm(format!(
+        Err(OpenError::TokenMissing(Error::Hsm(format!(
             "no token labelled `{}` in PKCS#11 module {}",
             self.label,
             self.module_path.display()
-        )))
+        ))))
     }
 
-    fn open_session(&self) -> Result<Pooled, Error> {
+    /// Opens and logs in a session; the caller holds the read gate.
+    fn open_session(&self, generation: u64) -> Result<Pooled, OpenError> {
         let slot = self.find_slot()?;
         let session = self
+            .module
             .ctx
-            .open_rw_session(slot)
-            .map_err(|e| self.hsm_err("opening a session", &e))?;
-        match session.login(UserType::User, Some(&self.pin)) {
-            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-            Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
-                return Err(Error::Hsm(format!(
-                    "wrong PIN for token `{}` (CKR_PIN_INCORRECT)",
-                    self.label
-                )));
-            }
-            Err(CkError::Pkcs11(RvError::PinLocked, _)) => {
-                return Err(Error::Hsm(format!(
-                    "the user PIN of token `{}` is locked (CKR_PIN_LOCKED)",
-                    self.label
-                )));
-            }
-            Err(e) => return Err(self.hsm_err("logging in", &e)),
+            .open_rw_session_no_drop(slot)
+            .map_err(|e| OpenError::Other(self.hsm_err("opening a session", &e)))?;
+        let login = match session.login(UserType::User, Some(&self.pin)) {
+            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
+            Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => Err(Error::Hsm(format!(
+                "wrong PIN for token `{}` (CKR_PIN_INCORRECT)",
+                self.label
+            ))),
+            Err(CkError::Pkcs11(RvError::PinLocked, _)) => Err(Error::Hsm(format!(
+                "the user PIN of token `{}` is locked (CKR_PIN_LOCKED)",
+                self.label
+            ))),
+            Err(e) => Err(self.hsm_err("logging in", &e)),
+        };
+        if let Err(e) = login {
+            let _ = session.close();
+            return Err(OpenError::Other(e));
         }
         Ok(Pooled {
             session,
+            generation,
             handles: HashMap::new(),
         })
     }
@@ -190,52 +267,89 @@ impl Token {
         Error::Hsm(format!("token `{}`: {doing}: {e}", self.label))
     }
 
-    fn take(&self) -> Result<Pooled, Error> {
-        let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        match pooled {
-            Some(p) => Ok(p),
-            None => self.open_session(),
+    /// Closes a session if it belongs to the current module generation;
+    /// older ones are dead already and only forgotten.
+    fn discard(p: Pooled, generation: u64) {
+        if p.generation == generation {
+            let _ = p.session.close();
+        }
+    }
+
+    fn take(&self, generation: u64) -> Result<Pooled, OpenError> {
+        loop {
+            let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+            match pooled {
+                Some(p) if p.generation == generation => return Ok(p),
+                Some(stale) => Self::discard(stale, generation),
+                None => return self.open_session(generation),
+            }
         }
     }
 
     fn give_back(&self, p: Pooled) {
-        if let Ok(mut idle) = self.idle.lock()
-            && idle.len() < POOL_SIZE
-        {
-            idle.push(p);
+        let generation = p.generation;
+        let overflow = match self.idle.lock() {
+            Ok(mut idle) if idle.len() < POOL_SIZE => {
+                idle.push(p);
+                None
+            }
+            _ => Some(p),
+        };
+        if let Some(p) = overflow {
+            Self::discard(p, generation);
         }
     }
 
-    fn drop_idle(&self) {
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.clear();
+    fn drop_idle(&self, generation: u64) {
+        let idle = match self.idle.lock() {
+            Ok(mut idle) => std::mem::take(&mut *idle),
+            Err(_) => return,
+        };
+        for p in idle {
+            Self::discard(p, generation);
         }
     }
 
-    /// Runs `f` on a pooled session; on a session-level failure empties the
-    /// pool and retries once on a new session.
+    /// Runs `f` on a pooled session. On a session-level failure it empties
+    /// the pool and retries on a new session; if the token has vanished it
+    /// re-initialises the module (see [`Module::reinitialize`]) and retries.
     fn with_session<T>(
         &self,
         doing: &str,
         f: impl Fn(&mut Pooled) -> Result<T, CkError>,
     ) -> Result<T, Error> {
-        let mut p = self.take()?;
-        match f(&mut p) {
-            Ok(v) => {
-                self.give_back(p);
-                return Ok(v);
+        let mut last = None;
+        for _attempt in 0..3 {
+            let gate = self.read_gate()?;
+            let generation = *gate;
+            let mut p = match self.take(generation) {
+                Ok(p) => p,
+                Err(OpenError::TokenMissing(e)) => {
+                    drop(gate);
+                    self.module.reinitialize(generation);
+                    last = Some(e);
+                    continue;
+                }
+                Err(OpenError::Other(e)) => return Err(e),
+            };
+            match f(&mut p) {
+                Ok(v) => {
+                    self.give_back(p);
+                    return Ok(v);
+                }
+                Err(e) if is_session_failure(&e) => {
+                    tracing::warn!(token = %self.label, error = %e, "PKCS#11 session lost; reopening");
+                    Self::discard(p, generation);
+                    self.drop_idle(generation);
+                    last = Some(self.hsm_err(doing, &e));
+                }
+                Err(e) => {
+                    self.give_back(p);
+                    return Err(self.hsm_err(doing, &e));
+                }
             }
-            Err(e) if is_session_failure(&e) => {
-                tracing::warn!(token = %self.label, error = %e, "PKCS#11 session lost; reopening");
-                drop(p);
-                self.drop_idle();
-            }
-            Err(e) => return Err(self.hsm_err(doing, &e)),
         }
-        let mut p = self.open_session()?;
-        let v = f(&mut p).map_err(|e| self.hsm_err(doing, &e))?;
-        self.give_back(p);
-        Ok(v)
+        Err(last.unwrap_or_else(|| Error::Hsm(format!("token `{}`: {doing} failed", self.label))))
     }
 
     fn find(
@@ -379,12 +493,7 @@ impl Token {
     /// its session unusable and recover.
     #[doc(hidden)]
     pub fn logout_all_for_test(&self) -> Result<(), Error> {
-        let p = self.take()?;
-        p.session
-            .logout()
-            .map_err(|e| self.hsm_err("logging out", &e))?;
-        self.give_back(p);
-        Ok(())
+        self.with_session("logging out", |p| p.session.logout())
     }
 }
 
@@ -471,11 +580,27 @@ impl PublicKeyData for Pkcs11Key {
     }
 }
 
+thread_local! {
+    /// Why the last signature on this thread failed: rcgen's error type
+    /// cannot carry it, and the API must say why it answers 503.
+    static LAST_SIGN_ERROR: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Takes the reason of the last failed token signature on this thread.
+pub fn take_last_sign_error() -> Option<String> {
+    LAST_SIGN_ERROR.with(|e| e.borrow_mut().take())
+}
+
 impl SigningKey for Pkcs11Key {
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
         let digest = Sha256::digest(msg);
         self.sign_digest(&digest).map_err(|e| {
             tracing::error!(error = %e, "HSM signing failed");
+            let text = match e {
+                Error::Hsm(m) => m,
+                other => other.to_string(),
+            };
+            LAST_SIGN_ERROR.with(|l| *l.borrow_mut() = Some(text));
             rcgen::Error::RemoteKeyError
         })
     }
