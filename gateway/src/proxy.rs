@@ -16,7 +16,6 @@ use http::uri::{Authority, Scheme};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 
@@ -34,7 +33,11 @@ use crate::server::Shared;
 pub type Body = BoxBody<Bytes, BoxError>;
 
 /// The pooled client to upstreams.
-pub type UpstreamClient = Client<Connector, Incoming>;
+pub type UpstreamClient = Client<Connector, RequestBody>;
+
+/// Request bodies sent upstream: whatever the client transport gives
+/// (HTTP/1.1 and HTTP/2 `Incoming` now, HTTP/3 streams later), streamed.
+pub type RequestBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
 
 /// Builds the upstream clients (HTTP/1.1, which may still negotiate h2 over
 /// TLS, and HTTP/2-only): pooled, with a connect timeout.
@@ -185,14 +188,21 @@ pub fn strip_ward_headers(headers: &mut http::HeaderMap) {
     }
 }
 
-/// Serves one HTTP request from a verified connection.
-pub async fn handle(
+/// Serves one HTTP request from a verified connection. Generic over the
+/// request body so that every transport (HTTP/3 included) goes through this
+/// one function: same routing, decision, headers and proxying.
+pub async fn handle<B>(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
     streams: Arc<OpenStreams>,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, Infallible> {
+    req: Request<B>,
+) -> Result<Response<Body>, Infallible>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let started = Instant::now();
+    let req = req.map(|b| b.map_err(Into::into).boxed_unsync());
     let (resp, route) = handle_inner(&shared, &conn, &streams, req).await;
     let status = resp.status();
     if let Some((route, decision)) = route {
@@ -220,7 +230,7 @@ async fn handle_inner(
     shared: &Shared,
     conn: &Arc<ConnInfo>,
     streams: &Arc<OpenStreams>,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
 ) -> (Response<Body>, Option<(String, &'static str)>) {
     strip_ward_headers(req.headers_mut());
     let Some(host) = request_host(&req) else {

@@ -191,6 +191,16 @@ impl TlsMaterial {
     /// The rustls config of the TCP listener: ALPN h2 + http/1.1, TLS 1.3
     /// and (unless `tls13_only`) 1.2, client certificate required.
     pub fn server_config(&self, tls13_only: bool) -> Result<Arc<ServerConfig>, Error> {
+        self.server_config_with(tls13_only, &[b"h2", b"http/1.1"])
+    }
+
+    /// A server config with the same verifier, certificate and key for any
+    /// transport: the QUIC listener asks for `&[b"h3"]` with TLS 1.3 only.
+    pub fn server_config_with(
+        &self,
+        tls13_only: bool,
+        alpn: &[&[u8]],
+    ) -> Result<Arc<ServerConfig>, Error> {
         let versions: &[&'static rustls::SupportedProtocolVersion] = if tls13_only {
             &[&rustls::version::TLS13]
         } else {
@@ -203,7 +213,7 @@ impl TlsMaterial {
             .with_client_cert_verifier(verifier)
             .with_single_cert(self.chain.clone(), self.key.clone_key())
             .map_err(|e| Error::Tls(format!("own certificate/key: {e}")))?;
-        sc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        sc.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(Arc::new(sc))
     }
 }
