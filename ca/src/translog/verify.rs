@@ -256,7 +256,7 @@ pub fn verify_log(
             2,
             Tamper::Inserted,
             format!(
-                "{} entries follow the newest signed tree head (size {max_signed})",
+                "{} entries follow the newest signed tree head (size {max_signed}) unsigned",
                 n - max_signed
             ),
         ));
@@ -369,7 +369,7 @@ fn localise(
             what,
             format!(
                 "the entry the log signed at index {at} is now at index {j} \
-                 (the log has {n} entries, its newest signed head {max_signed})"
+                 (the log has {n} entries, its newest signed head covers {max_signed})"
             ),
         );
     }
