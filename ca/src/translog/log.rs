@@ -397,3 +397,72 @@ impl Writer<'_> {
         Ok(sth)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::translog::entry::{RevocationReason, Revoked};
+
+    fn revoked(i: u8) -> Entry {
+        Entry::Revoked(Revoked {
+            serial: vec![i],
+            reason: RevocationReason::Superseded,
+            revoked_by: "cli".into(),
+            time_ms: u64::from(i),
+        })
+    }
+
+    #[test]
+    fn a_failed_commit_fails_its_callers_and_leaves_the_tree_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.db");
+        let key: LogSigner =
+            Arc::new(rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap());
+        let log = Log::open(&path, key, LogOptions::default()).unwrap();
+        for i in 0..3 {
+            assert_eq!(
+                log.append_blocking(&revoked(i)).unwrap().leaf_index,
+                u64::from(i)
+            );
+        }
+        // Break the store under the writer: its commit must fail, not
+        // half-happen, and the callers must hear about it.
+        let other = store::open(&path).unwrap();
+        other
+            .execute_batch("ALTER TABLE translog_sths RENAME TO hidden")
+            .unwrap();
+        assert!(matches!(
+            log.append_blocking(&revoked(9)),
+            Err(Error::Store(_))
+        ));
+        other
+            .execute_batch("ALTER TABLE hidden RENAME TO translog_sths")
+            .unwrap();
+        // The failed entry left no trace; the next one takes its index.
+        let r = log.append_blocking(&revoked(3)).unwrap();
+        assert_eq!(r.leaf_index, 3);
+        r.verify_root().unwrap();
+        assert_eq!(log.stats().entries(), 4);
+        let reader = log.reader();
+        let report = crate::translog::verify_log(
+            &reader.raw_entries().unwrap(),
+            &reader.all_sths().unwrap(),
+            reader.stored_public_key().unwrap(),
+            None,
+        );
+        assert!(report.ok(), "{:?}", report.problem);
+    }
+
+    #[test]
+    fn closing_stops_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let key: LogSigner =
+            Arc::new(rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap());
+        let log = Log::open(&dir.path().join("ca.db"), key, LogOptions::default()).unwrap();
+        log.close();
+        assert!(matches!(
+            log.append_blocking(&revoked(1)),
+            Err(Error::LogClosed)
+        ));
+    }
+}
