@@ -133,3 +133,54 @@ async fn tunnel(mut local: TcpStream, fwd: &Forward) -> Result<(u64, u64), Error
             source,
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn listens_only_on_loopback() {
+        let e = bind("0.0.0.0:0".parse().unwrap()).await.unwrap_err();
+        assert!(e.to_string().contains("loopback"), "{e}");
+        let l = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        assert!(l.local_addr().unwrap().ip().is_loopback());
+    }
+
+    #[tokio::test]
+    async fn both_legs_get_keepalive_probes() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let s = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        keepalive(&s);
+        let r = socket2::SockRef::from(&s);
+        assert!(r.keepalive().unwrap());
+        assert_eq!(r.tcp_keepalive_time().unwrap(), KEEPALIVE);
+        assert_eq!(r.tcp_keepalive_interval().unwrap(), KEEPALIVE);
+    }
+
+    #[tokio::test]
+    async fn a_missing_identity_fails_the_tunnel_not_the_listener() {
+        let d = tempfile::tempdir().unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let fwd = Forward {
+            gateway: "127.0.0.1:1".into(),
+            sni: "db.test".into(),
+            dir: d.path().to_path_buf(),
+        };
+        let server = tokio::spawn(serve(l, fwd));
+        for _ in 0..2 {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            let mut buf = [0u8; 1];
+            let n = tokio::time::timeout(
+                Duration::from_secs(5),
+                tokio::io::AsyncReadExt::read(&mut c, &mut buf),
+            )
+            .await
+            .unwrap()
+            .unwrap_or(0);
+            assert_eq!(n, 0, "closed without data");
+        }
+        assert!(!server.is_finished());
+        server.abort();
+    }
+}
