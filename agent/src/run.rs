@@ -114,6 +114,13 @@ async fn keep_fresh(name: &str, id: &IdentityConfig, metrics: &Metrics) {
             "certificate loaded; renewal scheduled"
         );
         sleep_until(at).await;
+        // Someone may have replaced the pair meanwhile (a manual
+        // re-enrolment): schedule from the new one instead.
+        if let Ok(now_on_disk) = sink::read_current(&id.dir)
+            && now_on_disk.info.serial != info.serial
+        {
+            continue;
+        }
         renew_with_retries(name, id, metrics, &pair).await;
     }
 }
