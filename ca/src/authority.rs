@@ -974,14 +974,46 @@ impl Ca {
         Ok(rec)
     }
 
-    /// `ca:Revoke` on `ca/certs/<serial>` for someone else's certificate:
-    /// allowed for `server.admins`, otherwise decided by the admin policy
-    /// (default deny without one).
+    /// `ca:Revoke` on `ca/certs/<serial>` for someone else's certificate.
     fn authorize_revoke(
         &self,
         me: &CertRecord,
         source_ip: std::net::IpAddr,
         serial: &str,
+    ) -> Result<(), Error> {
+        let target = self.store.cert(serial)?;
+        self.authorize(
+            me,
+            source_ip,
+            "ca:Revoke",
+            &format!("ca/certs/{serial}"),
+            Some(serial),
+            target.as_ref().map(|t| t.identity.as_str()),
+        )
+        .map_err(|e| match e {
+            Error::Forbidden { code, message } => Error::Forbidden {
+                code,
+                message: format!(
+                    "{} may revoke only its own certificate; {message}",
+                    me.identity
+                ),
+            },
+            other => other,
+        })
+    }
+
+    /// Authorises a CA admin action (`ca:Revoke`, `ca:ReadLog`,
+    /// `ca:CreateToken`) for an mTLS caller: `server.admins` always may;
+    /// otherwise the admin policy (`server.policy_dir`, evaluated with
+    /// `Schema::ca_admin`) decides, and without one the answer is no.
+    pub fn authorize(
+        &self,
+        me: &CertRecord,
+        source_ip: std::net::IpAddr,
+        action: &str,
+        resource: &str,
+        target_serial: Option<&str>,
+        target_identity: Option<&str>,
     ) -> Result<(), Error> {
         if SpiffeId::parse(&me.identity)
             .map(|id| self.config.server.admins.contains(&id))
@@ -993,7 +1025,7 @@ impl Ca {
             Error::forbidden(
                 "not_authorized",
                 format!(
-                    "{} may revoke only its own certificate; revoking others needs ca:Revoke ({why})",
+                    "{action} on {resource} is not allowed for {} ({why})",
                     me.identity
                 ),
             )
@@ -1003,7 +1035,6 @@ impl Ca {
                 "not in server.admins and no policy_dir configured".into(),
             ));
         };
-        let target = self.store.cert(serial)?;
         let mut ctx = ward_policy::Context::new();
         ctx.insert("ward:SourceIp", source_ip.to_string());
         ctx.insert(
@@ -1015,17 +1046,19 @@ impl Ca {
             .unwrap_or(false);
         ctx.insert("ward:PrincipalType", if user { "user" } else { "workload" });
         ctx.insert("ward:CertSerial", me.serial.clone());
-        ctx.insert("ward:TargetSerial", serial.to_string());
-        if let Some(t) = &target {
-            ctx.insert("ward:TargetIdentity", t.identity.clone());
+        if let Some(s) = target_serial {
+            ctx.insert("ward:TargetSerial", s.to_string());
+        }
+        if let Some(t) = target_identity {
+            ctx.insert("ward:TargetIdentity", t.to_string());
         }
         let request = ward_policy::Request {
             principal: ward_policy::Principal {
                 spiffe: Some(me.identity.clone()),
                 email: me.email.clone(),
             },
-            action: "ca:Revoke".into(),
-            resource: format!("ca/certs/{serial}"),
+            action: action.into(),
+            resource: resource.into(),
             context: ctx,
         };
         let decision = policy.evaluate(&request);

@@ -330,6 +330,55 @@ impl CaClient {
         Ok(bytes.to_vec())
     }
 
+    /// `GET /v1/log/sth`: the newest signed tree head.
+    pub async fn log_sth(&self) -> Result<crate::translog::SthJson, Error> {
+        self.call(Method::GET, "/v1/log/sth", None::<&()>).await
+    }
+
+    /// `GET /v1/log/proof/inclusion?serial=`: proof that a certificate's
+    /// issuance is in the log (check it with
+    /// `translog::verify_inclusion_json` and the bundle's log key).
+    pub async fn inclusion_proof(
+        &self,
+        serial: &str,
+    ) -> Result<crate::translog::InclusionProofJson, Error> {
+        let path = format!(
+            "/v1/log/proof/inclusion?serial={}",
+            crate::keys::uri::pct_encode(serial)
+        );
+        self.call(Method::GET, &path, None::<&()>).await
+    }
+
+    /// `GET /v1/log/proof/consistency?first=&second=`.
+    pub async fn consistency_proof(
+        &self,
+        first: u64,
+        second: u64,
+    ) -> Result<crate::translog::ConsistencyProofJson, Error> {
+        let path = format!("/v1/log/proof/consistency?first={first}&second={second}");
+        self.call(Method::GET, &path, None::<&()>).await
+    }
+
+    /// `GET /v1/certs` (mTLS, `ca:ReadLog`).
+    pub async fn certs(
+        &self,
+        q: &crate::translog::CertQuery,
+    ) -> Result<crate::translog::CertsJson, Error> {
+        let mut parts = Vec::new();
+        for (k, v) in [
+            ("identity", &q.identity),
+            ("serial", &q.serial),
+            ("since", &q.since),
+            ("until", &q.until),
+        ] {
+            if let Some(v) = v {
+                parts.push(format!("{k}={}", crate::keys::uri::pct_encode(v)));
+            }
+        }
+        let path = format!("/v1/certs?{}", parts.join("&"));
+        self.call(Method::GET, &path, None::<&()>).await
+    }
+
     /// `GET /metrics` (Prometheus text).
     pub async fn metrics(&self) -> Result<String, Error> {
         let (status, bytes) = self.request(Method::GET, "/metrics", None).await?;

@@ -184,6 +184,37 @@ async fn enrol_renew_revoke_and_the_crl_lists_the_serial() {
     let sth = ca.ca.translog().reader().sth().unwrap();
     assert_eq!(sth.tree_size, ca.count() as u64 + 1, "{sth:?}");
 
+    // The log proves the first certificate's issuance offline, with the
+    // key from the bundle; an admin may search it, others may not.
+    let key = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(&bundle.log_public_key)
+            .unwrap()
+    };
+    let key = ward_ca::translog::LogPublicKey::from_spki_der(&key).unwrap();
+    let proof = client.inclusion_proof(&first.serial).await.unwrap();
+    let verified = ward_ca::translog::verify_inclusion_json(&proof, &key).unwrap();
+    assert!(verified.entry.is_some());
+    let head = client.log_sth().await.unwrap();
+    ward_ca::translog::verify_sth_json(&head, &key).unwrap();
+    let cons = client.consistency_proof(1, head.tree_size).await.unwrap();
+    ward_ca::translog::verify_consistency_json(&cons, &key).unwrap();
+    let query = ward_ca::translog::CertQuery {
+        identity: Some(first.identity.clone()),
+        ..Default::default()
+    };
+    let e = remote(mtls.certs(&query).await.unwrap_err());
+    assert_eq!((e.0, e.1.as_str()), (403, "not_authorized"), "{}", e.2);
+    assert!(e.2.contains("ca:ReadLog"), "{}", e.2);
+    let (admin, _, _) = ca.enrolled("spiffe://corp.example/user/admin").await;
+    let found = admin.certs(&query).await.unwrap();
+    let text = serde_json::to_string(&found).unwrap();
+    assert!(
+        text.contains(&first.serial) && text.contains(&second.serial),
+        "{text}"
+    );
+
     // A revoked certificate can neither renew nor revoke.
     let e = remote(mtls2.renew(&csr(None).0).await.unwrap_err());
     assert_eq!((e.0, e.1.as_str()), (403, "client_cert_revoked"), "{}", e.2);

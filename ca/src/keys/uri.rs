@@ -236,7 +236,7 @@ fn redact(s: &str) -> String {
     }
 }
 
-fn pct_decode(s: &str) -> Result<String, &'static str> {
+pub(crate) fn pct_decode(s: &str) -> Result<String, &'static str> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -253,7 +253,7 @@ fn pct_decode(s: &str) -> Result<String, &'static str> {
     String::from_utf8(out).map_err(|_| "%-escapes do not decode to UTF-8")
 }
 
-fn pct_encode(s: &str) -> String {
+pub(crate) fn pct_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~/:".contains(&b) {

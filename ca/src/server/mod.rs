@@ -1,7 +1,11 @@
 //! The CA's HTTPS API (hyper 1 + tokio-rustls, JSON).
 //!
 //! Routes: `GET /v1/bundle`, `POST /v1/enroll`, `POST /v1/renew` (mTLS),
-//! `POST /v1/revoke` (mTLS), `GET /v1/crl` (DER), `GET /metrics`.
+//! `POST /v1/revoke` (mTLS), `GET /v1/crl` (DER), `GET /metrics`; the
+//! transparency log's `GET /v1/log/sth`, `/v1/log/entries?start=&end=`,
+//! `/v1/log/proof/inclusion?serial=` (or `leaf_hash=&tree_size=`),
+//! `/v1/log/proof/consistency?first=&second=` (public, like any CT log) and
+//! `GET /v1/certs?identity=&serial=&since=&until=` (mTLS + `ca:ReadLog`).
 //! Errors are `{"error": "...", "code": "..."}` with the status from
 //! [`crate::Error::status`].
 //!

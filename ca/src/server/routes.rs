@@ -61,6 +61,10 @@ pub struct BundleResponse {
     pub root_fingerprint: String,
     /// The trust domain.
     pub trust_domain: String,
+    /// The transparency log's public key (base64 DER SubjectPublicKeyInfo),
+    /// to verify signed tree heads and proofs offline.
+    #[serde(default)]
+    pub log_public_key: String,
 }
 
 fn json<T: Serialize>(status: StatusCode, v: &T) -> Resp {
@@ -132,6 +136,43 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// `?a=b&c=d` with %-escapes decoded.
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(q: Option<&str>) -> Result<Self, Error> {
+        let mut out = Vec::new();
+        for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let v = crate::keys::uri::pct_decode(&v.replace('+', " "))
+                .map_err(|e| Error::bad("bad_query", format!("query parameter `{k}`: {e}")))?;
+            out.push((k.to_string(), v));
+        }
+        Ok(Self(out))
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn required(&self, key: &str) -> Result<&str, Error> {
+        self.get(key)
+            .ok_or_else(|| Error::bad("bad_query", format!("query parameter `{key}` is required")))
+    }
+
+    fn u64(&self, key: &str) -> Result<u64, Error> {
+        self.required(key)?.parse().map_err(|_| {
+            Error::bad(
+                "bad_query",
+                format!("query parameter `{key}` must be a non-negative integer"),
+            )
+        })
+    }
+}
+
 /// Runs blocking CA work (HSM signing, SQLite) off the async workers.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Error> + Send + 'static,
@@ -168,6 +209,11 @@ async fn route(
                 intermediate_pem: cert_pem(ca.issuing_der()),
                 root_fingerprint: fingerprint(ca.root_der()),
                 trust_domain: ca.config().trust_domain.to_string(),
+                log_public_key: {
+                    use base64::Engine;
+                    base64::engine::general_purpose::STANDARD
+                        .encode(ca.log_key().subject_public_key_info())
+                },
             },
         )),
         (Method::GET, "/v1/crl") => {
@@ -179,6 +225,63 @@ async fn route(
             "text/plain; version=0.0.4",
             crate::metrics::render().into_bytes(),
         )),
+        (Method::GET, "/v1/log/sth") => {
+            let sth = blocking(move || ca.translog().reader().sth()).await?;
+            Ok(json(StatusCode::OK, &sth))
+        }
+        (Method::GET, "/v1/log/entries") => {
+            let q = Query::parse(req.uri().query())?;
+            let (start, end) = (q.u64("start")?, q.u64("end")?);
+            let entries = blocking(move || ca.translog().reader().entries(start, end)).await?;
+            Ok(json(StatusCode::OK, &entries))
+        }
+        (Method::GET, "/v1/log/proof/inclusion") => {
+            let q = Query::parse(req.uri().query())?;
+            let proof = match q.get("serial") {
+                Some(serial) => {
+                    let serial = serial.to_string();
+                    blocking(move || ca.translog().reader().inclusion_proof_by_serial(&serial))
+                        .await?
+                }
+                None => {
+                    let hash =
+                        crate::translog::api::parse_leaf_hash_param(q.required("leaf_hash")?)?;
+                    let size = q.u64("tree_size")?;
+                    blocking(move || ca.translog().reader().inclusion_proof(&hash, size)).await?
+                }
+            };
+            Ok(json(StatusCode::OK, &proof))
+        }
+        (Method::GET, "/v1/log/proof/consistency") => {
+            let q = Query::parse(req.uri().query())?;
+            let (first, second) = (q.u64("first")?, q.u64("second")?);
+            let proof =
+                blocking(move || ca.translog().reader().consistency_proof(first, second)).await?;
+            Ok(json(StatusCode::OK, &proof))
+        }
+        (Method::GET, "/v1/certs") => {
+            let q = Query::parse(req.uri().query())?;
+            let query = crate::translog::CertQuery {
+                identity: q.get("identity").map(str::to_string),
+                serial: q.get("serial").map(str::to_string),
+                since: q.get("since").map(str::to_string),
+                until: q.get("until").map(str::to_string),
+            };
+            let certs = blocking(move || {
+                let me = ca.authenticate(client_cert.as_deref().map(Vec::as_slice))?;
+                ca.authorize(
+                    &me,
+                    peer_ip,
+                    "ca:ReadLog",
+                    "ca/certs",
+                    None,
+                    query.identity.as_deref(),
+                )?;
+                ca.translog().reader().certs(&query)
+            })
+            .await?;
+            Ok(json(StatusCode::OK, &certs))
+        }
         (Method::POST, "/v1/enroll") => {
             let body: EnrollRequest = read_json(req, max_body).await?;
             let issued = blocking(move || ca.enroll(&body.token, &body.csr)).await?;
@@ -212,12 +315,23 @@ async fn route(
                 },
             ))
         }
-        (_, "/v1/bundle" | "/v1/crl" | "/metrics" | "/v1/enroll" | "/v1/renew" | "/v1/revoke") => {
-            Err(Error::bad(
-                "method_not_allowed",
-                format!("{} is not allowed on {path}", req.method()),
-            ))
-        }
+        (
+            _,
+            "/v1/bundle"
+            | "/v1/crl"
+            | "/metrics"
+            | "/v1/enroll"
+            | "/v1/renew"
+            | "/v1/revoke"
+            | "/v1/log/sth"
+            | "/v1/log/entries"
+            | "/v1/log/proof/inclusion"
+            | "/v1/log/proof/consistency"
+            | "/v1/certs",
+        ) => Err(Error::bad(
+            "method_not_allowed",
+            format!("{} is not allowed on {path}", req.method()),
+        )),
         _ => Err(Error::NotFound {
             what: format!("route {path}"),
         }),
