@@ -565,6 +565,29 @@ fn unreachable_warnings(docs: &[Document], warnings: &mut Vec<Diagnostic>) {
     if denies.is_empty() {
         return;
     }
+    // A Deny whose resources all have an index key can only cover Allow
+    // resources with the same key, so compare an Allow with those and with
+    // the unkeyed Denies only (linear instead of quadratic on big sets).
+    let mut by_key: HashMap<String, Vec<&Statement>> = HashMap::new();
+    let mut unkeyed: Vec<&Statement> = Vec::new();
+    for d in &denies {
+        let keys: Option<Vec<String>> = d
+            .resources
+            .iter()
+            .map(|r| pattern_resource_key(r))
+            .collect();
+        match keys {
+            Some(keys) => {
+                for k in keys {
+                    let list = by_key.entry(k).or_default();
+                    if !list.last().is_some_and(|l| std::ptr::eq(*l, *d)) {
+                        list.push(d);
+                    }
+                }
+            }
+            None => unkeyed.push(d),
+        }
+    }
     let covers = |d: &[Piece], a: &[Piece], ci: bool| {
         d.iter().all(|x| *x == Piece::Star)
             || d == a
@@ -576,7 +599,14 @@ fn unreachable_warnings(docs: &[Document], warnings: &mut Vec<Diagnostic>) {
         if s.effect != Effect::Allow || s.not_principal || s.not_action || s.not_resource {
             continue;
         }
-        let by = denies.iter().find(|d| {
+        let keyed = s
+            .resources
+            .first()
+            .and_then(|r| pattern_resource_key(r))
+            .and_then(|k| by_key.get(&k))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let by = keyed.iter().chain(unkeyed.iter()).find(|d| {
             let principals_covered = d.principals.any
                 || (!s.principals.any
                     && s.principals
