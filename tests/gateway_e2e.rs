@@ -125,6 +125,7 @@ impl Pki {
                     SanType::DnsName("nowhere.test".try_into().unwrap()),
                     SanType::DnsName("shadow.test".try_into().unwrap()),
                     SanType::DnsName("secure.test".try_into().unwrap()),
+                    SanType::DnsName("loop.test".try_into().unwrap()),
                     SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])),
                     uri("spiffe://corp.example/gateway"),
                 ],
@@ -321,6 +322,12 @@ const ALLOW_POLICY: &str = r#"{
     {"Sid": "ClientUsesDb", "Effect": "Allow",
      "Principal": {"Spiffe": "spiffe://corp.example/ns/test/sa/client"},
      "Action": "tcp:Connect", "Resource": "route/db"},
+    {"Sid": "ClientUsesLoop", "Effect": "Allow",
+     "Principal": {"Spiffe": "spiffe://corp.example/ns/test/sa/client"},
+     "Action": "http:GET", "Resource": "route/loop/*"},
+    {"Sid": "GatewayUsesInner", "Effect": "Allow",
+     "Principal": {"Spiffe": "spiffe://corp.example/gateway"},
+     "Action": "http:GET", "Resource": "route/inner/*"},
     {"Sid": "NobodyAdmin", "Effect": "Deny", "Principal": "*",
      "Action": "http:*", "Resource": "route/app/admin*"}
   ]
@@ -669,7 +676,12 @@ fn allowed_request_is_proxied_with_identity_and_a_jwt_that_verifies() {
             .map(|(_, v)| v.as_str())
             .collect();
         assert_eq!(ids, [CLIENT], "spoofed identity must be replaced: {body}");
-        assert_eq!(header(&seen, "host"), Some("app.test"));
+        let host = format!("app.test:{}", gw.port);
+        assert_eq!(
+            header(&seen, "host"),
+            Some(host.as_str()),
+            "client's Host kept"
+        );
         let client_cert = format!(
             ":{}:",
             base64::engine::general_purpose::STANDARD.encode(&leaf_der)
@@ -1428,4 +1440,91 @@ fn connection_limits_apply_per_identity_and_in_total() {
     let out = gw.curl(Some("other"), "app.test", &["-i"], &["/x"]);
     assert_eq!(parse_response(&out).0, 0);
     assert!(gw.metric("ward_gateway_limited_total{limit=\"max_connections\"}") >= 1.0);
+}
+
+#[test]
+fn http2_upstream_over_mtls_to_a_second_gateway() {
+    let b_port = free_port();
+    let b_admin = free_port();
+    let a = Gateway::start_with(
+        "",
+        "",
+        &format!(
+            r#"
+[[http_routes]]
+name = "loop"
+host = "loop.test"
+upstream = "https://127.0.0.1:{b_port}"
+http2 = true
+"#
+        ),
+    );
+    // Gateway B shares A's PKI and policy; its client is gateway A, whose
+    // own certificate (spiffe://corp.example/gateway) it must verify.
+    std::fs::write(
+        a.path("b.toml"),
+        format!(
+            r#"
+listen = "127.0.0.1:{b_port}"
+admin_listen = "127.0.0.1:{b_admin}"
+trust_domain = "{TD}"
+trust_bundle = "root.pem"
+cert = "server.pem"
+key = "server.key"
+policy_dir = "policy"
+decision_log = "b-decisions.jsonl"
+
+[[http_routes]]
+name = "inner"
+host = "loop.test"
+upstream = "http://127.0.0.1:{up}"
+"#,
+            up = a.upstream.port
+        ),
+    )
+    .unwrap();
+    let _b = Killer(
+        Command::new(env!("CARGO_BIN_EXE_ward"))
+            .args(["gateway", "run", "--config"])
+            .arg(a.path("b.toml"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(a.path("b.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until("gateway B listening", || {
+        TcpStream::connect(("127.0.0.1", b_port)).is_ok()
+    });
+    let (status, _, body) = parse_response(&a.curl(
+        Some("client"),
+        "loop.test",
+        &["-i", "--http1.1"],
+        &["/deep"],
+    ));
+    assert_eq!(
+        status,
+        200,
+        "{body}\n{}\n{}",
+        a.log(),
+        std::fs::read_to_string(a.path("b.log")).unwrap_or_default()
+    );
+    // The upstream sees B's view: the caller is gateway A.
+    let seen = echoed(&body);
+    assert_eq!(
+        header(&seen, "x-ward-identity"),
+        Some("spiffe://corp.example/gateway")
+    );
+    let b_log: Vec<serde_json::Value> = std::fs::read_to_string(a.path("b-decisions.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(b_log.len(), 1);
+    assert_eq!(b_log[0]["principal"], "spiffe://corp.example/gateway");
+    assert_eq!(b_log[0]["matched_sid"], "GatewayUsesInner");
+    assert_eq!(
+        b_log[0]["context"]["ward:Protocol"], "h2",
+        "A spoke HTTP/2 to B"
+    );
 }

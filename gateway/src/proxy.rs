@@ -39,25 +39,33 @@ pub type UpstreamClient = Client<Connector, RequestBody>;
 /// (HTTP/1.1 and HTTP/2 `Incoming` now, HTTP/3 streams later), streamed.
 pub type RequestBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
 
-/// Builds the upstream clients (HTTP/1.1, which may still negotiate h2 over
-/// TLS, and HTTP/2-only): pooled, with a connect timeout.
-pub fn clients(limits: &Limits, tls: SharedClientConfig) -> (UpstreamClient, UpstreamClient) {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(Duration::from_secs(
+/// Builds the pooled client of one route: its connector always dials the
+/// route's upstream, whatever the request URI says. The URI keeps the
+/// client's own authority, so HTTP/2 upstreams get the right `:authority`,
+/// and each route has its own pool, so two routes on one host never share
+/// a connection to the wrong upstream.
+pub fn client(
+    limits: &Limits,
+    route: &HttpRoute,
+    scheme: Scheme,
+    upstream: Authority,
+    tls: SharedClientConfig,
+) -> UpstreamClient {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(Duration::from_secs(
         limits.upstream_connect_timeout_secs,
     )));
-    connector.set_nodelay(true);
-    connector.enforce_http(false);
-    let connector = Connector::new(connector, tls);
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let connector = Connector::new(http, tls, scheme, upstream);
     let mut builder = Client::builder(TokioExecutor::new());
     builder
         .pool_idle_timeout(Duration::from_secs(limits.upstream_idle_secs))
         .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new());
-    let h1 = builder.build(connector.clone());
-    builder.http2_only(true);
-    let h2 = builder.build(connector);
-    (h1, h2)
+        .timer(TokioTimer::new())
+        .set_host(false)
+        .http2_only(route.http2);
+    builder.build(connector)
 }
 
 /// An HTTP route with its upstream parsed once.
@@ -69,21 +77,30 @@ pub struct Route {
     pub scheme: Scheme,
     /// Upstream authority (`host:port`).
     pub upstream: Authority,
+    /// This route's pooled upstream client.
+    pub client: UpstreamClient,
 }
 
-/// Parses the configured routes (already validated by the config).
-pub fn routes(config: &Config) -> Vec<Route> {
+/// Parses the configured routes (already validated by the config) and
+/// builds their clients.
+pub fn routes(config: &Config, tls: &SharedClientConfig) -> Vec<Route> {
     config
         .http_routes
         .iter()
         .filter_map(|r| {
-            crate::config::parse_upstream_url(&r.upstream)
-                .ok()
-                .map(|(scheme, upstream)| Route {
-                    config: r.clone(),
-                    scheme,
-                    upstream,
-                })
+            let (scheme, upstream) = crate::config::parse_upstream_url(&r.upstream).ok()?;
+            Some(Route {
+                client: client(
+                    &config.limits,
+                    r,
+                    scheme.clone(),
+                    upstream.clone(),
+                    tls.clone(),
+                ),
+                config: r.clone(),
+                scheme,
+                upstream,
+            })
         })
         .collect()
 }
@@ -120,16 +137,32 @@ pub fn ambiguous_path(path: &str) -> bool {
     })
 }
 
-/// The request's host, lowercase and without port or trailing dot.
-fn request_host<B>(req: &Request<B>) -> Option<String> {
-    let raw = match req.uri().authority() {
-        Some(a) => a.host().to_string(),
-        None => {
-            let h = req.headers().get(header::HOST)?.to_str().ok()?;
-            h.parse::<Authority>().ok()?.host().to_string()
-        }
+/// The request's authority (`:authority`, absolute-form or `Host`). Both
+/// present and naming different hosts is refused (RFC 9113 §8.3.1): the
+/// policy and the upstream must not be able to see different hosts.
+fn request_authority<B>(req: &Request<B>) -> Result<Authority, &'static str> {
+    let from_header = match req.headers().get(header::HOST) {
+        Some(h) => Some(
+            h.to_str()
+                .ok()
+                .and_then(|h| h.parse::<Authority>().ok())
+                .ok_or("unparsable Host header")?,
+        ),
+        None => None,
     };
-    Some(raw.trim_end_matches('.').to_ascii_lowercase())
+    match (req.uri().authority(), from_header) {
+        (Some(a), Some(h)) if !a.host().eq_ignore_ascii_case(h.host()) => {
+            Err("Host header and request authority differ")
+        }
+        (Some(a), _) => Ok(a.clone()),
+        (None, Some(h)) => Ok(h),
+        (None, None) => Err("request has no host"),
+    }
+}
+
+/// A host, lowercase and without trailing dot.
+fn normal_host(a: &Authority) -> String {
+    a.host().trim_end_matches('.').to_ascii_lowercase()
 }
 
 /// A small JSON response made by the gateway itself.
@@ -233,15 +266,11 @@ async fn handle_inner(
     mut req: Request<RequestBody>,
 ) -> (Response<Body>, Option<(String, &'static str)>) {
     strip_ward_headers(req.headers_mut());
-    let Some(host) = request_host(&req) else {
-        return (
-            text(
-                StatusCode::BAD_REQUEST,
-                json!({"error": "request has no host"}),
-            ),
-            None,
-        );
+    let authority = match request_authority(&req) {
+        Ok(a) => a,
+        Err(e) => return (text(StatusCode::BAD_REQUEST, json!({"error": e})), None),
     };
+    let host = normal_host(&authority);
     let path = req.uri().path().to_string();
     let Some(route) = match_route(&shared.routes, &host, &path) else {
         return (
@@ -331,9 +360,11 @@ async fn handle_inner(
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
+    // The connector dials the route's upstream; the URI keeps the client's
+    // authority for HTTP/2's `:authority`.
     let uri = Uri::builder()
         .scheme(route.scheme.clone())
-        .authority(route.upstream.clone())
+        .authority(authority.clone())
         .path_and_query(path_and_query)
         .build();
     let Ok(uri) = uri else {
@@ -363,7 +394,7 @@ async fn handle_inner(
         // gRPC needs `te: trailers` end to end.
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
-    if let Ok(h) = HeaderValue::from_str(&host) {
+    if let Ok(h) = HeaderValue::from_str(authority.as_str()) {
         headers.insert(header::HOST, h);
     }
     if let Ok(v) = HeaderValue::from_str(conn.identity.principal()) {
@@ -392,12 +423,7 @@ async fn handle_inner(
 
     let timeout = Duration::from_secs(shared.config.limits.upstream_timeout_secs);
     let upstream = route.upstream.to_string();
-    let client = if route.config.http2 {
-        &shared.client_h2
-    } else {
-        &shared.client
-    };
-    match tokio::time::timeout(timeout, client.request(req)).await {
+    match tokio::time::timeout(timeout, route.client.request(req)).await {
         Ok(Ok(mut resp)) => {
             let (guard, kill) = streams.register(standing);
             if resp.status() == StatusCode::SWITCHING_PROTOCOLS
@@ -508,20 +534,60 @@ mod tests {
     use super::*;
 
     fn route(name: &str, host: &str, prefix: &str) -> Route {
+        let config = HttpRoute {
+            name: name.into(),
+            host: host.into(),
+            path_prefix: prefix.into(),
+            upstream: "http://127.0.0.1:1".into(),
+            mode: crate::config::Mode::Enforce,
+            candidate_policy_dir: None,
+            forward_client_cert: false,
+            http2: false,
+        };
+        let upstream: Authority = "127.0.0.1:1".parse().unwrap();
+        let tls = Arc::new(std::sync::RwLock::new(tls_config()));
         Route {
-            config: HttpRoute {
-                name: name.into(),
-                host: host.into(),
-                path_prefix: prefix.into(),
-                upstream: "http://127.0.0.1:1".into(),
-                mode: crate::config::Mode::Enforce,
-                candidate_policy_dir: None,
-                forward_client_cert: false,
-                http2: false,
-            },
+            client: client(
+                &Limits::default(),
+                &config,
+                Scheme::HTTP,
+                upstream.clone(),
+                tls,
+            ),
+            config,
             scheme: Scheme::HTTP,
-            upstream: "127.0.0.1:1".parse().unwrap(),
+            upstream,
         }
+    }
+
+    fn tls_config() -> Arc<rustls::ClientConfig> {
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+        )
+    }
+
+    #[test]
+    fn host_and_authority_must_agree() {
+        let req = |uri: &str, host: Option<&str>| {
+            let mut b = Request::builder().uri(uri);
+            if let Some(h) = host {
+                b = b.header("host", h);
+            }
+            b.body(()).unwrap()
+        };
+        let a = |uri, host| request_authority(&req(uri, host)).map(|a| normal_host(&a));
+        assert_eq!(a("/x", Some("App.Test:8443")).unwrap(), "app.test");
+        assert_eq!(a("https://app.test/x", None).unwrap(), "app.test");
+        assert_eq!(
+            a("https://app.test/x", Some("app.test:443")).unwrap(),
+            "app.test"
+        );
+        assert!(a("https://app.test/x", Some("admin.test")).is_err());
+        assert!(a("/x", None).is_err());
     }
 
     #[test]

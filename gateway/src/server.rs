@@ -26,7 +26,7 @@ use crate::decide::{ConnInfo, Decider};
 use crate::identity::Identity;
 use crate::metrics::Metrics;
 use crate::policy::Policy;
-use crate::proxy::{Route, UpstreamClient};
+use crate::proxy::Route;
 use crate::recheck::OpenStreams;
 use crate::tls::TlsMaterial;
 use crate::upstream::SharedClientConfig;
@@ -64,10 +64,6 @@ pub struct Shared {
     pub signer: Signer,
     /// Decision evaluation and log.
     pub decider: Decider,
-    /// Pooled upstream client (HTTP/1.1, or h2 if a TLS upstream picks it).
-    pub client: UpstreamClient,
-    /// Pooled HTTP/2-only upstream client (routes with `http2 = true`).
-    pub client_h2: UpstreamClient,
     /// TLS client config for HTTPS upstreams, replaced on reload.
     pub upstream_tls: SharedClientConfig,
     per_identity: Mutex<HashMap<String, usize>>,
@@ -190,11 +186,8 @@ pub async fn run(config: Config) -> Result<(), Error> {
     let (shutdown, _) = watch::channel(false);
     let upstream_tls: SharedClientConfig =
         Arc::new(RwLock::new(state.tls.upstream_client_config()?));
-    let (client, client_h2) = crate::proxy::clients(&config.limits, upstream_tls.clone());
     let shared = Arc::new(Shared {
-        routes: crate::proxy::routes(&config),
-        client,
-        client_h2,
+        routes: crate::proxy::routes(&config, &upstream_tls),
         upstream_tls,
         config,
         state: RwLock::new(Arc::new(state)),

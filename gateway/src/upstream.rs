@@ -28,16 +28,30 @@ use crate::recheck::BoxError;
 pub type SharedClientConfig = Arc<RwLock<Arc<ClientConfig>>>;
 
 /// A `tower_service::Service<Uri>` for hyper-util's pooled client.
+/// It always dials one route's upstream, whatever URI it is asked for.
 #[derive(Debug, Clone)]
 pub struct Connector {
     http: HttpConnector,
     tls: SharedClientConfig,
+    scheme: http::uri::Scheme,
+    upstream: http::uri::Authority,
 }
 
 impl Connector {
-    /// `http` must have `enforce_http(false)`.
-    pub fn new(http: HttpConnector, tls: SharedClientConfig) -> Connector {
-        Connector { http, tls }
+    /// A connector to `scheme://upstream`; `http` must have
+    /// `enforce_http(false)`.
+    pub fn new(
+        http: HttpConnector,
+        tls: SharedClientConfig,
+        scheme: http::uri::Scheme,
+        upstream: http::uri::Authority,
+    ) -> Connector {
+        Connector {
+            http,
+            tls,
+            scheme,
+            upstream,
+        }
     }
 }
 
@@ -59,9 +73,19 @@ impl tower_service::Service<Uri> for Connector {
         self.http.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
-        let connecting = self.http.call(uri.clone());
+    fn call(&mut self, _requested: Uri) -> Self::Future {
+        let https = self.scheme == http::uri::Scheme::HTTPS;
+        let target = Uri::builder()
+            .scheme(http::uri::Scheme::HTTP)
+            .authority(self.upstream.clone())
+            .path_and_query("/")
+            .build();
+        let host = self.upstream.host().trim_matches(['[', ']']).to_string();
+        let target = match target {
+            Ok(t) => t,
+            Err(e) => return Box::pin(async move { Err(Box::new(e) as BoxError) }),
+        };
+        let connecting = self.http.call(target);
         let config = match self.tls.read() {
             Ok(c) => c.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -71,8 +95,7 @@ impl tower_service::Service<Uri> for Connector {
             if !https {
                 return Ok(UpstreamIo::Plain(tcp));
             }
-            let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
-            let name = ServerName::try_from(host.to_string())?;
+            let name = ServerName::try_from(host)?;
             let tls = TlsConnector::from(config)
                 .connect(name, tcp.into_inner())
                 .await?;
