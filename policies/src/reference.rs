@@ -220,6 +220,8 @@ fn statement_matches(set: &PolicySet, s: &Statement, req: &Request) -> bool {
 
 /// Decides by scanning every statement of every document.
 pub(crate) fn evaluate(set: &PolicySet, req: &Request) -> (Outcome, Vec<(String, u32, u32)>) {
+    let filled = set.with_groups(req);
+    let req = filled.as_ref().unwrap_or(req);
     if set.validate(&req.context).is_err() {
         return (Outcome::InvalidRequest, vec![]);
     }

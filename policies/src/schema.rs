@@ -117,8 +117,9 @@ impl Schema {
     /// (`workload|user`). Optional: `ward:Method`, `ward:Path`, `ward:Host`
     /// (absent on TCP routes), `ward:TlsVersion`, `ward:CertSerial`,
     /// `ward:CertFingerprint`, `ward:CertNotAfter`, `ward:PrincipalGroups`
-    /// (multi-valued: the groups of the principal, see
-    /// [`crate::PolicySet::groups_of`]) and `ward:RequestHeader/<name>`.
+    /// (multi-valued: the groups of the principal; filled from groups.json
+    /// when the request lacks it, see [`crate::PolicySet::groups_of`]) and
+    /// `ward:RequestHeader/<name>`.
     pub fn gateway() -> Schema {
         use KeyType::*;
         Schema::new(
@@ -143,7 +144,8 @@ impl Schema {
 
     /// The CA admin API's keys (actions `ca:CreateToken`, `ca:Revoke`,
     /// `ca:ReadLog`). Always present: `ward:SourceIp`, `ward:CurrentTime`,
-    /// `ward:PrincipalType`. Optional: `ward:PrincipalGroups` (multi),
+    /// `ward:PrincipalType`. Optional: `ward:PrincipalGroups` (multi; filled
+    /// from groups.json when absent),
     /// `ward:CertSerial` (of the caller's certificate),
     /// `ward:TargetIdentity` (the SPIFFE ID a token is for, or whose
     /// certificate is revoked) and `ward:TargetSerial` (the serial revoked).

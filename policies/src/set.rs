@@ -100,8 +100,14 @@ pub struct PolicySet {
     families: Vec<(String, KeyType)>,
     required: Vec<(String, String)>,
     hash: Arc<str>,
+    /// The schema declares `ward:PrincipalGroups` and a condition tests it:
+    /// fill it from groups.json when the host does not.
+    derive_groups: bool,
     pub(crate) docs: Vec<Document>,
 }
+
+/// The condition key filled from groups.json when a request lacks it.
+pub(crate) const GROUPS_KEY: &str = "ward:principalgroups";
 
 /// The text of `s` up to (not including) its second `/`, or all of it.
 fn resource_key(s: &str) -> &str {
@@ -225,6 +231,12 @@ impl PolicySet {
             families: Vec::new(),
             required: Vec::new(),
             hash: hash.into(),
+            derive_groups: schema.key(GROUPS_KEY).is_some_and(|k| k.multi)
+                && docs
+                    .iter()
+                    .flat_map(|d| &d.statements)
+                    .flat_map(|s| &s.conditions)
+                    .any(|c| c.key == GROUPS_KEY),
             docs: Vec::new(),
         };
         for k in schema.keys() {
@@ -367,8 +379,9 @@ impl PolicySet {
         self.statements.is_empty()
     }
 
-    /// The groups (from `groups.json`) a principal belongs to; a host fills
-    /// `ward:PrincipalGroups` from this.
+    /// The groups (from `groups.json`) a principal belongs to. When a
+    /// request lacks `ward:PrincipalGroups`, [`PolicySet::evaluate`] fills it
+    /// from this; a host that fills it itself saves a copy of the request.
     pub fn groups_of<'a>(&'a self, principal: &'a Principal) -> impl Iterator<Item = &'a str> + 'a {
         self.groups
             .of(principal.spiffe.as_deref(), principal.email.as_deref())
@@ -473,6 +486,26 @@ impl PolicySet {
     /// request (whose context carries the current time); no clock, no I/O.
     /// Never panics; an invalid request is denied ([`Outcome::InvalidRequest`]).
     pub fn evaluate(&self, req: &Request) -> Decision {
+        match self.with_groups(req) {
+            Some(filled) => self.decide(&filled),
+            None => self.decide(req),
+        }
+    }
+
+    /// When a condition tests `ward:PrincipalGroups` and the request does
+    /// not carry it, the request with it filled from groups.json (hosts that
+    /// fill it themselves avoid this copy).
+    pub(crate) fn with_groups(&self, req: &Request) -> Option<Request> {
+        if !self.derive_groups || req.context.get_lower(GROUPS_KEY).is_some() {
+            return None;
+        }
+        let mut filled = req.clone();
+        let groups = self.groups_of(&req.principal).map(str::to_owned).collect();
+        filled.context.set(GROUPS_KEY, groups);
+        Some(filled)
+    }
+
+    fn decide(&self, req: &Request) -> Decision {
         let mut d = Decision {
             outcome: Outcome::ImplicitDeny,
             matched: Vec::new(),

@@ -1284,3 +1284,27 @@ fn long_and_unicode_actions_do_not_break_the_index() {
     assert!(set.evaluate(&req(BILLING, "http:GÉT", "r")).allowed());
     assert!(!set.evaluate(&req(BILLING, "ÉÉ", "r")).allowed());
 }
+
+#[test]
+fn principal_groups_are_filled_from_groups_json_when_absent() {
+    let set = compile(&[
+        (
+            "groups.json",
+            r#"{"Groups": {"ops": ["spiffe://corp.example/user/carol"]}}"#,
+        ),
+        (
+            "p.json",
+            &doc(
+                r#"{"Effect": "Allow", "Principal": "*", "Action": "http:GET", "Resource": "*",
+                     "Condition": {"ForAnyValue:StringEquals": {"ward:PrincipalGroups": "ops"}}}"#,
+            ),
+        ),
+    ]);
+    let r = req("spiffe://corp.example/user/carol", "http:GET", "route/a");
+    assert!(set.evaluate(&r).allowed(), "derived from groups.json");
+    let mut r2 = r.clone();
+    r2.context.set("ward:PrincipalGroups", vec![]);
+    assert!(!set.evaluate(&r2).allowed(), "the host's value wins");
+    let r3 = req("spiffe://corp.example/user/dave", "http:GET", "route/a");
+    assert!(!set.evaluate(&r3).allowed());
+}
