@@ -332,3 +332,35 @@ fn entries_that_are_not_certificates_are_refused() {
     ));
     assert_eq!(log.reader().sth().unwrap().tree_size, 0);
 }
+
+#[test]
+fn auditing_a_log_that_is_being_appended_to_sees_a_consistent_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ca.db");
+    let (key, public) = log_key();
+    let log = Arc::new(open(&path, &key));
+    let ca = TestCa::new();
+    let work: Vec<Entry> = (0..150u64)
+        .map(|i| ca.issued("spiffe://corp.example/ns/live/sa/x", i + 1))
+        .collect();
+    let writer = {
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for e in &work {
+                log.append_blocking(e).unwrap();
+            }
+        })
+    };
+    let mut reader = LogReader::open(&path).unwrap();
+    let mut audits = 0;
+    while !writer.is_finished() || audits == 0 {
+        let snap = ward_ca::translog::LogSource::snapshot(&mut reader).unwrap();
+        let report = verify_log(&snap.entries, &snap.sths, &public, None);
+        assert!(report.ok(), "{:?}", report.problem);
+        audits += 1;
+    }
+    writer.join().unwrap();
+    let snap = reader.read_snapshot().unwrap();
+    assert_eq!(snap.entries.len(), 150);
+    assert!(verify_log(&snap.entries, &snap.sths, &public, None).ok());
+}

@@ -196,9 +196,10 @@ fn verify(
             Ok(SignedTreeHead::try_from(&json)?)
         })
         .transpose()?;
-    let entries = source.entries().context("reading the log entries")?;
-    let sths = source.sths().context("reading the signed tree heads")?;
-    let report = verify_log(&entries, &sths, &key, saved.as_ref());
+    let snapshot = source
+        .snapshot()
+        .context("reading the log entries and signed tree heads")?;
+    let report = verify_log(&snapshot.entries, &snapshot.sths, &key, saved.as_ref());
     match &report.problem {
         None => {
             let latest = report

@@ -205,6 +205,17 @@ impl LogReader {
         })
     }
 
+    /// Every entry row and every signed head from one read transaction
+    /// (for `verify` while the CA keeps appending).
+    pub fn read_snapshot(&self) -> Result<super::verify::LogSnapshot, Error> {
+        self.with(|c| {
+            Ok(super::verify::LogSnapshot {
+                entries: store::entries(c, 0, i64::MAX as u64)?,
+                sths: store::all_sths(c)?,
+            })
+        })
+    }
+
     /// Every entry row exactly as stored (for `verify`, which must see gaps
     /// and bad rows rather than have them filtered out).
     pub fn raw_entries(&self) -> Result<Vec<StoredEntry>, Error> {

@@ -28,19 +28,25 @@ use crate::Error;
 /// Where the entries and heads come from: the store (offline), or the API
 /// (online, wired by the API client). `verify_log` sees only this.
 pub trait LogSource {
-    /// Every entry, in index order, exactly as the source holds it.
-    fn entries(&mut self) -> Result<Vec<StoredEntry>, Error>;
-    /// Every signed head the source holds.
-    fn sths(&mut self) -> Result<Vec<SignedTreeHead>, Error>;
+    /// Every entry (in index order, exactly as the source holds it) and
+    /// every signed head, read from one consistent state of the log: a CA
+    /// appending meanwhile must not make heads cover entries not read. An
+    /// online source fetches the head first, then the entries up to it.
+    fn snapshot(&mut self) -> Result<LogSnapshot, Error>;
+}
+
+/// A consistent read of a whole log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogSnapshot {
+    /// Entries in index order, as stored.
+    pub entries: Vec<StoredEntry>,
+    /// Signed heads, any order.
+    pub sths: Vec<SignedTreeHead>,
 }
 
 impl LogSource for super::reader::LogReader {
-    fn entries(&mut self) -> Result<Vec<StoredEntry>, Error> {
-        self.raw_entries()
-    }
-
-    fn sths(&mut self) -> Result<Vec<SignedTreeHead>, Error> {
-        self.all_sths()
+    fn snapshot(&mut self) -> Result<LogSnapshot, Error> {
+        self.read_snapshot()
     }
 }
 
