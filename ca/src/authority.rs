@@ -86,6 +86,10 @@ pub struct Issued {
     pub not_after: String,
     /// Leaf then intermediate, PEM.
     pub chain_pem: String,
+    /// Proof that the issuance is in the transparency log (verify offline
+    /// with `translog::verify_inclusion_json` and the bundle's log key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_proof: Option<crate::translog::InclusionProofJson>,
 }
 
 /// Who asks for a revocation.
@@ -416,7 +420,9 @@ pub struct Ca {
     log_key: CaKey,
     root_der: Vec<u8>,
     issuing_der: Vec<u8>,
-    log: RwLock<Arc<dyn LogSink>>,
+    /// A replacement log set with [`Ca::set_log`]; `None`: the built-in
+    /// transparency log.
+    log: RwLock<Option<Arc<dyn LogSink>>>,
     translog: Arc<crate::translog::Log>,
     policy: Option<ward_policy::PolicySet>,
     crl: RwLock<Option<CrlCache>>,
@@ -502,7 +508,7 @@ impl Ca {
             log_key,
             root_der: authority.root_der,
             issuing_der: authority.issuing_der,
-            log: RwLock::new(Arc::clone(&translog) as Arc<dyn LogSink>),
+            log: RwLock::new(None),
             translog,
             policy,
             crl: RwLock::new(None),
@@ -520,15 +526,34 @@ impl Ca {
     /// transparency log by default); the append must be durable.
     pub fn set_log(&self, log: Arc<dyn LogSink>) {
         if let Ok(mut l) = self.log.write() {
-            *l = log;
+            *l = Some(log);
         }
     }
 
-    fn log(&self) -> Arc<dyn LogSink> {
-        self.log
-            .read()
-            .map(|l| Arc::clone(&l))
-            .unwrap_or_else(|_| Arc::new(NoLog))
+    fn custom_log(&self) -> Option<Arc<dyn LogSink>> {
+        self.log.read().ok().and_then(|l| l.clone())
+    }
+
+    /// Appends an issuance durably; with the built-in log, returns its
+    /// inclusion proof (the receipt of the batch that committed it).
+    fn log_issued(
+        &self,
+        rec: &CertRecord,
+    ) -> Result<Option<crate::translog::InclusionProofJson>, Error> {
+        match self.custom_log() {
+            Some(l) => l.append_issued(rec).map(|()| None),
+            None => {
+                let entry = crate::translog::sink::issued_entry(rec)?;
+                Ok(Some(self.translog.append_blocking(&entry)?.to_json()))
+            }
+        }
+    }
+
+    fn log_revoked(&self, rec: &CertRecord) -> Result<(), Error> {
+        match self.custom_log() {
+            Some(l) => l.append_revoked(rec),
+            None => LogSink::append_revoked(self.translog.as_ref(), rec),
+        }
     }
 
     /// The key the transparency log signs tree heads with.
@@ -643,7 +668,7 @@ impl Ca {
     fn finish(&self, rec: CertRecord, claim: Option<&str>) -> Result<Issued, Error> {
         self.store
             .record_issue(&rec, claim.map(|id| (id, rec.created_at)))?;
-        self.log().append_issued(&rec)?;
+        let log_proof = self.log_issued(&rec)?;
         if let Some(m) = crate::metrics::get() {
             m.issued.with_label_values(&[rec.profile.as_str()]).inc();
         }
@@ -659,6 +684,7 @@ impl Ca {
             identity: rec.identity,
             not_after,
             chain_pem: format!("{}{}", cert_pem(&rec.der), cert_pem(&self.issuing_der)),
+            log_proof,
         })
     }
 
@@ -927,7 +953,7 @@ impl Ca {
             "self".into(),
         )?;
         self.store.record_issue(&rec, None)?;
-        self.log().append_issued(&rec)?;
+        self.log_issued(&rec)?;
         Ok((
             vec![rec.der, self.issuing_der.clone(), self.root_der.clone()],
             key.serialize_der(),
@@ -966,7 +992,7 @@ impl Ca {
         let rec = self
             .store
             .revoke_cert(&serial, now().unix_timestamp(), reason, &revoked_by)?;
-        self.log().append_revoked(&rec)?;
+        self.log_revoked(&rec)?;
         if let Some(m) = crate::metrics::get() {
             m.revocations.inc();
         }

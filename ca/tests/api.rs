@@ -193,6 +193,12 @@ async fn enrol_renew_revoke_and_the_crl_lists_the_serial() {
             .unwrap()
     };
     let key = ward_ca::translog::LogPublicKey::from_spki_der(&key).unwrap();
+    // The proof came back with the certificate, too.
+    let receipt = first
+        .log_proof
+        .as_ref()
+        .expect("log proof with the certificate");
+    ward_ca::translog::verify_inclusion_json(receipt, &key).unwrap();
     let proof = client.inclusion_proof(&first.serial).await.unwrap();
     let verified = ward_ca::translog::verify_inclusion_json(&proof, &key).unwrap();
     assert!(verified.entry.is_some());
