@@ -1308,3 +1308,10 @@ fn principal_groups_are_filled_from_groups_json_when_absent() {
     let r3 = req("spiffe://corp.example/user/dave", "http:GET", "route/a");
     assert!(!set.evaluate(&r3).allowed());
 }
+
+#[test]
+fn policy_set_and_decision_can_be_shared_between_threads() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<PolicySet>();
+    shareable::<Decision>();
+}
