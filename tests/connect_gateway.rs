@@ -5,8 +5,9 @@
 //! echo server through `ward connect`. The policy first allows, then
 //! denies (reload with SIGHUP). On the way: a renewal by `ward agent run`
 //! is picked up by the next tunnel without restarting `ward connect`, a
-//! gateway restart only fails the tunnels made while it is down, and
-//! closing the local client closes the tunnel promptly.
+//! gateway restart only fails the tunnels made while it is down, closing
+//! the local client closes the tunnel promptly, and a second identity
+//! whose CA is unreachable fails without holding up the first.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 use agent_support::*;
 
 const LAPTOP: &str = "spiffe://corp.example/ns/dev/sa/laptop";
+const OTHER: &str = "spiffe://corp.example/ns/dev/sa/other";
 
 const ALLOW: &str = r#"{
   "Version": "2026-11-01",
@@ -197,11 +199,22 @@ fn connect_carries_a_line_protocol_through_the_gateway_until_policy_denies_it() 
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A second identity whose CA address is dead: it must fail on its own
+    // without holding up the laptop's renewals (identities are independent).
+    let token = w.token_file(OTHER, "other.token");
+    let out = w.enroll(&token, &w.path("other"), &w.fingerprint);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::write(
         w.path("agent.toml"),
         format!(
-            "[identity.laptop]\nca = \"{}\"\ndir = \"laptop\"\nretry_max_secs = 4\n",
-            w.ca_url()
+            "[identity.laptop]\nca = \"{}\"\ndir = \"laptop\"\nretry_max_secs = 4\n\n\
+             [identity.other]\nca = \"https://localhost:{}\"\ndir = \"other\"\nretry_max_secs = 4\n",
+            w.ca_url(),
+            free_port()
         ),
     )
     .unwrap();
@@ -248,6 +261,8 @@ upstream = "127.0.0.1:{echo}"
             "127.0.0.1:0",
             "--config",
             w.path("agent.toml").to_str().unwrap(),
+            "--identity",
+            "laptop",
         ],
         "connect.log",
     );
@@ -303,6 +318,18 @@ upstream = "127.0.0.1:{echo}"
         "a renewal",
         Duration::from_secs(40),
         || current(&w.path("laptop")).is_ok_and(|p| p.info.serial != first_serial),
+        logs,
+    );
+    wait_until(
+        "the other identity to fail on its own",
+        Duration::from_secs(30),
+        || {
+            std::fs::read(w.path("other/state.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v["failures"].as_u64())
+                .is_some_and(|n| n >= 1)
+        },
         logs,
     );
     agent.kill();
