@@ -102,10 +102,10 @@ impl Parser<'_> {
     fn bump(&mut self) -> Option<char> {
         let c = self.chars.next()?;
         if c == '\n' {
-            self.pos.line += 1;
+            self.pos.line = self.pos.line.saturating_add(1);
             self.pos.column = 1;
         } else {
-            self.pos.column += 1;
+            self.pos.column = self.pos.column.saturating_add(1);
         }
         Some(c)
     }
