@@ -399,6 +399,19 @@ fn proofs_print_and_check_offline() {
         key,
     ]);
     assert!(!ok);
+
+    // A bare signed head, from standard input.
+    let head = serde_json::to_string(&reader.sth().unwrap()).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["audit", "check-proof", "-", "--log-key", key])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), head.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("signed tree head of size 8"));
 }
 
 fn base64_decode(s: &str) -> Vec<u8> {

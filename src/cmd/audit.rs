@@ -92,7 +92,8 @@ enum Command {
         #[arg(long)]
         log_key: Option<PathBuf>,
     },
-    /// Verify an inclusion or consistency proof from a JSON file, offline.
+    /// Verify an inclusion or consistency proof (or a signed tree head)
+    /// from a JSON file, offline.
     CheckProof {
         /// The proof, as the API returns it (`-` for standard input).
         file: PathBuf,
@@ -309,6 +310,12 @@ fn check_proof(file: &Path, key: &Path) -> anyhow::Result<ExitCode> {
             format!(
                 "inclusion of entry {}{what} in the signed tree of size {}",
                 v.leaf_index, v.sth.head.tree_size
+            )
+        }),
+        ProofJson::Sth(s) => verify_sth_json(s, &key).map(|s| {
+            format!(
+                "signed tree head of size {} (timestamp {} ms)",
+                s.head.tree_size, s.head.timestamp_ms
             )
         }),
         ProofJson::Consistency(p) => verify_consistency_json(p, &key).map(|(a, b)| {

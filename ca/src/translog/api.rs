@@ -386,7 +386,8 @@ pub fn verify_consistency_json(
     Ok((first, second))
 }
 
-/// Either proof shape, told apart by its fields (`leaf_index` or `first`).
+/// Anything `ward audit check-proof` accepts, told apart by its fields
+/// (`leaf_index`, `first`, or a bare signed head's `root_hash`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum ProofJson {
@@ -394,6 +395,8 @@ pub enum ProofJson {
     Inclusion(InclusionProofJson),
     /// A consistency proof.
     Consistency(ConsistencyProofJson),
+    /// A signed tree head on its own (its signature is checked).
+    Sth(SthJson),
 }
 
 #[cfg(test)]
