@@ -485,3 +485,69 @@ mod agreement {
         }
     }
 }
+
+/// Hostile input: compiling arbitrary text and evaluating arbitrary
+/// requests returns errors or decisions, never panics.
+#[cfg(test)]
+mod robustness {
+    use proptest::prelude::*;
+
+    use crate::request::Context;
+    use crate::schema::Schema;
+    use crate::set::{PolicySet, Source};
+    use crate::{Principal, Request};
+
+    const VALID: &str = r#"{"Version": "2026-11-01", "Statement": [{"Sid": "A", "Effect": "Allow",
+        "Principal": {"Spiffe": "spiffe://t/*", "Group": "g"}, "Action": ["http:G?T", "tcp:*"],
+        "Resource": "route/${ward:Host}/*", "Condition": {"IpAddress": {"ward:SourceIp": "10.0.0.0/8"},
+        "ForAnyValue:StringLike": {"ward:PrincipalGroups": "g*"}, "DateLessThanIfExists": {"ward:CertNotAfter": "2027-01-01T00:00:00Z"}}}]}"#;
+    const GROUPS: &str = r#"{"Groups": {"g": ["spiffe://t/a"]}}"#;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
+            let _ = PolicySet::compile(&[Source::new("x.json", text.clone())], &Schema::gateway());
+            let _ = PolicySet::compile(&[Source::new("groups.json", text)], &Schema::gateway());
+        }
+
+        #[test]
+        fn mutated_documents_never_panic(pos in 0usize..700, len in 0usize..6, insert in "\\PC{0,6}") {
+            let mut chars: Vec<char> = VALID.chars().collect();
+            let at = pos.min(chars.len());
+            let end = (at + len).min(chars.len());
+            chars.splice(at..end, insert.chars());
+            let text: String = chars.into_iter().collect();
+            let sources = [Source::new("groups.json", GROUPS), Source::new("x.json", text)];
+            if let Ok((set, _)) = PolicySet::compile(&sources, &Schema::gateway()) {
+                let mut context = Context::new();
+                context.insert("ward:Host", "h");
+                let _ = set.evaluate(&Request {
+                    principal: Principal::spiffe("spiffe://t/a"),
+                    action: "http:GET".into(),
+                    resource: "route/h/x".into(),
+                    context,
+                });
+            }
+        }
+
+        #[test]
+        fn arbitrary_requests_never_panic(
+            spiffe in proptest::option::of("\\PC{0,40}"),
+            email in proptest::option::of("\\PC{0,20}"),
+            action in "\\PC{0,80}",
+            resource in "\\PC{0,80}",
+            ctx in proptest::collection::vec(("(?i)ward:(sourceip|host|certnotafter|principalgroups|currenttime|requestheader/x)", "\\PC{0,30}"), 0..6),
+        ) {
+            let sources = [Source::new("groups.json", GROUPS), Source::new("x.json", VALID)];
+            let (set, _) = PolicySet::compile(&sources, &Schema::gateway()).unwrap();
+            let mut context = Context::new();
+            for (k, v) in ctx {
+                context.insert(&k, v);
+            }
+            let d = set.evaluate(&Request { principal: Principal { spiffe, email }, action, resource, context });
+            let _ = d.explain();
+        }
+    }
+}
