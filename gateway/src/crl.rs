@@ -118,7 +118,7 @@ pub async fn fetch_loop(shared: Arc<Shared>) {
                     .reload_failures
                     .with_label_values(&["crl_fetch"])
                     .inc();
-                tracing::warn!(url = %fetch.url, error = %e, "CRL fetch failed; the last good CRL stays in force");
+                tracing::warn!(url = %fetch.url, error = %e.report(), "CRL fetch failed; the last good CRL stays in force");
             }
         }
     }

@@ -40,7 +40,7 @@ pub enum Error {
     Policy(#[from] ward_policy::Error),
     /// A file the gateway needs (certificate, key, bundle, CRL, policy,
     /// decision log) could not be read or written. Fault: internal.
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {path}")]
     File {
         /// What the file is for, e.g. "trust bundle".
         what: &'static str,
@@ -85,7 +85,7 @@ pub enum Error {
     Crypto(&'static str),
     /// A listener could not be bound or a socket operation failed. Fault:
     /// internal.
-    #[error("{what} {addr}: {source}")]
+    #[error("{what} {addr}")]
     Listen {
         /// Which listener.
         what: &'static str,
@@ -97,6 +97,22 @@ pub enum Error {
 }
 
 impl Error {
+    /// The message with every underlying cause, for log lines (Display
+    /// alone leaves the causes to `source()`, as anyhow expects).
+    pub fn report(&self) -> String {
+        let mut out = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            let text = c.to_string();
+            if !out.ends_with(&text) {
+                out.push_str(": ");
+                out.push_str(&text);
+            }
+            cause = c.source();
+        }
+        out
+    }
+
     /// Which side is at fault, for logs and metrics.
     pub fn fault(&self) -> Fault {
         match self {

@@ -84,7 +84,7 @@ fn load_policy(shared: &Shared, part: &'static str, dir: &Path, old: &Arc<Policy
             Arc::new(p)
         }
         Err(e) => {
-            tracing::error!(part, dir = %dir.display(), error = %e, "policy refused; the last good one stays in force");
+            tracing::error!(part, dir = %dir.display(), error = %e.report(), "policy refused; the last good one stays in force");
             shared
                 .metrics
                 .reload_failures
@@ -121,7 +121,7 @@ pub fn reload(shared: &Shared) -> bool {
             (Arc::new(m), sc)
         }
         Err(e) => {
-            tracing::error!(error = %e, "TLS material refused; the last good one stays in force");
+            tracing::error!(error = %e.report(), "TLS material refused; the last good one stays in force");
             shared
                 .metrics
                 .reload_failures
