@@ -1,5 +1,7 @@
-//! The CA proper: `init`, issuance from CSRs (enrol, renew, offline), tokens,
-//! revocation and the CRL.
+//! The running CA: issuance from CSRs (enrol, renew, offline), mTLS
+//! authentication, revocation and admin authorisation. `init`, tokens, the
+//! CRL and certificate helpers live in their own modules and are
+//! re-exported here.
 //!
 //! Every issuance runs the same pipeline, so the transparency log is wired
 //! in at exactly one place ([`LogSink`]):
@@ -10,9 +12,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, CustomExtension,
-    DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyUsagePurpose,
-    PublicKeyData, RevocationReason, RevokedCertParams, SanType, SerialNumber, SigningKey,
+    CertificateParams, DistinguishedName, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyUsagePurpose,
+    PublicKeyData, SanType, SigningKey,
 };
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -23,15 +24,16 @@ use crate::identity::{IdentityPattern, SpiffeId};
 use crate::keys::{CaKey, KeyOpener};
 use crate::profile::Profile;
 use crate::settings::{CaConfig, MAX_LEAF_TTL};
-use crate::store::{Authority, CertRecord, SqliteStore, Store, TokenRecord};
+use crate::store::{CertRecord, SqliteStore, Store, TokenRecord};
 
-/// How far notBefore is backdated for clock skew.
-const BACKDATE: Duration = Duration::from_secs(60);
-/// CRL validity (nextUpdate − thisUpdate).
-pub const CRL_VALIDITY: Duration = Duration::from_secs(600);
-/// A cached CRL older than this is re-signed on the next request, so
-/// revocations made by another process (`ward ca revoke`) show up.
-const CRL_REFRESH: Duration = Duration::from_secs(60);
+pub use crate::certutil::{cert_pem, fingerprint, not_after, serial_hex};
+pub use crate::crl::{CRL_VALIDITY, parse_reason};
+pub use crate::init::{InitReport, init};
+pub use crate::tokens::{NewToken, TokenSpec, create_token};
+
+use crate::certutil::{BACKDATE, ia5, key_id, random_serial};
+use crate::crl::CrlCache;
+use crate::tokens::{check_dns, constant_time_eq};
 
 /// Where issued and revoked certificates go before the caller sees them.
 /// The transparency log (`crate::translog`) implements this; the append
@@ -102,320 +104,16 @@ pub enum Revoker {
     Cert(Box<CertRecord>, std::net::IpAddr),
 }
 
-/// What `ward ca init` created.
-#[derive(Debug, Clone)]
-pub struct InitReport {
-    /// Root certificate, DER.
-    pub root_der: Vec<u8>,
-    /// Intermediate, DER.
-    pub issuing_der: Vec<u8>,
-    /// Log key SubjectPublicKeyInfo, DER.
-    pub log_spki: Vec<u8>,
-}
-
-/// `sha256:<hex>` of DER bytes: how clients pin the root.
-pub fn fingerprint(der: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(der)))
-}
-
-/// PEM-encodes a certificate.
-pub fn cert_pem(der: &[u8]) -> String {
-    pem_block("CERTIFICATE", der)
-}
-
-pub(crate) fn pem_block(label: &str, der: &[u8]) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(chunk));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
-}
-
-/// 128 random bits, positive, no leading zero byte (so the hex form is
-/// stable and 32 characters).
-fn random_serial() -> (SerialNumber, String) {
-    loop {
-        let bytes: [u8; 16] = rand::random();
-        if bytes[0] != 0 {
-            return (SerialNumber::from_slice(&bytes), hex::encode(bytes));
-        }
-    }
-}
-
-/// notAfter of a DER certificate (unix seconds), if it parses.
-pub fn not_after(der: &[u8]) -> Option<i64> {
-    x509_parser::parse_x509_certificate(der)
-        .ok()
-        .map(|(_, c)| c.validity().not_after.timestamp())
-}
-
-/// Lowercase hex of a certificate serial without leading zero bytes.
-pub fn serial_hex(raw: &[u8]) -> String {
-    let start = raw.iter().position(|&b| b != 0).unwrap_or(raw.len());
-    hex::encode(raw.get(start..).unwrap_or(&[]))
-}
-
 fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
-}
-
-fn ia5(s: &str) -> Result<rcgen::string::Ia5String, Error> {
-    rcgen::string::Ia5String::try_from(s)
-        .map_err(|_| Error::bad("bad_name", format!("`{s}` is not an ASCII (IA5) string")))
-}
-
-fn random_token_part(bytes: usize) -> String {
-    use base64::Engine;
-    let buf: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
-}
-
-/// A new token as printed once: `ward1.<id>.<secret>`.
-#[derive(Debug, Clone)]
-pub struct NewToken {
-    /// The full token: give it to the enrolling host, it is not stored.
-    pub secret: String,
-    /// What was stored.
-    pub record: TokenRecord,
-}
-
-/// Options for a new enrolment token.
-#[derive(Debug, Clone)]
-pub struct TokenSpec {
-    /// SPIFFE ID or pattern granted.
-    pub identity: String,
-    /// Lifetime of the token itself.
-    pub ttl: Duration,
-    /// Certificate profile.
-    pub profile: Profile,
-    /// DNS names the certificate will carry (and serverAuth).
-    pub dns_names: Vec<String>,
-    /// rfc822Name for user certificates.
-    pub email: Option<String>,
-}
-
-/// Creates a token (store only; no HSM needed).
-pub fn create_token(
-    config: &CaConfig,
-    store: &dyn Store,
-    spec: &TokenSpec,
-) -> Result<NewToken, Error> {
-    let pattern = IdentityPattern::parse(&spec.identity)
-        .map_err(|e| Error::bad("bad_identity", e.to_string()))?;
-    if pattern.trust_domain() != &config.trust_domain {
-        return Err(Error::bad(
-            "identity_outside_trust_domain",
-            format!(
-                "{} is outside this CA's trust domain {}",
-                spec.identity, config.trust_domain
-            ),
-        ));
-    }
-    if spec.profile == Profile::Server {
-        return Err(Error::bad(
-            "bad_profile",
-            "tokens are for `workload` or `user` certificates",
-        ));
-    }
-    if spec.ttl > Duration::from_secs(30 * 86400) {
-        return Err(Error::bad(
-            "bad_duration",
-            "an enrolment token may live at most 30 days",
-        ));
-    }
-    for d in &spec.dns_names {
-        check_dns(d)?;
-    }
-    if let Some(e) = &spec.email {
-        check_email(e)?;
-    }
-    let id = hex::encode(rand::random::<[u8; 8]>());
-    let secret_part = random_token_part(32);
-    let t = now().unix_timestamp();
-    let record = TokenRecord {
-        id: id.clone(),
-        secret_sha256: Sha256::digest(secret_part.as_bytes()).to_vec(),
-        identity: pattern.to_string(),
-        profile: spec.profile.as_str().into(),
-        dns_names: spec
-            .dns_names
-            .iter()
-            .map(|d| d.to_ascii_lowercase())
-            .collect(),
-        email: spec.email.clone(),
-        created_at: t,
-        expires_at: t.saturating_add(i64::try_from(spec.ttl.as_secs()).unwrap_or(i64::MAX)),
-        used_at: None,
-        revoked_at: None,
-    };
-    store.insert_token(&record)?;
-    Ok(NewToken {
-        secret: format!("ward1.{id}.{secret_part}"),
-        record,
-    })
-}
-
-fn check_dns(d: &str) -> Result<(), Error> {
-    let ok = !d.is_empty()
-        && d.len() <= 253
-        && d.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::bad(
-            "bad_dns_name",
-            format!("`{d}` is not a valid DNS name"),
-        ))
-    }
-}
-
-fn check_email(e: &str) -> Result<(), Error> {
-    match e.split_once('@') {
-        Some((l, d)) if !l.is_empty() && check_dns(d).is_ok() && e.is_ascii() => Ok(()),
-        _ => Err(Error::bad(
-            "bad_email",
-            format!("`{e}` is not a valid e-mail address"),
-        )),
-    }
-}
-
-/// RFC 7093 method 1: the leftmost 160 bits of SHA-256 over the
-/// subjectPublicKey bits (rcgen's `Sha256` hashes the whole SPKI, which
-/// pkilint reports as an unknown method).
-fn key_id(key: &impl PublicKeyData) -> KeyIdMethod {
-    KeyIdMethod::PreSpecified(
-        Sha256::digest(key.der_bytes())
-            .get(..20)
-            .unwrap_or_default()
-            .to_vec(),
-    )
-}
-
-fn dn(org: &str, cn: &str) -> DistinguishedName {
-    let mut d = DistinguishedName::new();
-    d.push(DnType::OrganizationName, org);
-    d.push(DnType::CommonName, cn);
-    d
-}
-
-/// DER of a critical nameConstraints extension permitting one URI host.
-fn uri_name_constraint(host: &str) -> Option<CustomExtension> {
-    let h = host.as_bytes();
-    let l3 = u8::try_from(h.len()).ok().filter(|&l| l < 124)?;
-    let mut v = vec![0x30, l3 + 6, 0xa0, l3 + 4, 0x30, l3 + 2, 0x86, l3];
-    // SEQUENCE { [0] { SEQUENCE { [6] host } } }
-    v.extend_from_slice(h);
-    let mut ext = CustomExtension::from_oid_content(&[2, 5, 29, 30], v);
-    ext.set_criticality(true);
-    Some(ext)
-}
-
-/// Generates the keys in the token and creates root and intermediate.
-pub fn init(config: &CaConfig) -> Result<InitReport, Error> {
-    let store = SqliteStore::open(&config.database)?;
-    if store.authority()?.is_some() {
-        return Err(Error::conflict(
-            "ca_exists",
-            format!(
-                "{} already holds a CA; refusing to initialise another",
-                config.database.display()
-            ),
-        ));
-    }
-    let mut keys = KeyOpener::new();
-    let refs = [config.root_key()?, config.issuing_key()?, config.log_key()?];
-    for r in &refs {
-        if keys.exists(r)? {
-            return Err(Error::conflict(
-                "key_exists",
-                format!(
-                    "key {r} already exists; refusing to generate another (remove it or pick another object label)"
-                ),
-            ));
-        }
-    }
-    let [root_ref, issuing_ref, log_ref] = refs;
-    let root_key = keys.generate(&root_ref)?;
-    let issuing_key = keys.generate(&issuing_ref)?;
-    let log_key = keys.generate(&log_ref)?;
-
-    let t = now();
-    let mut root = CertificateParams::default();
-    root.distinguished_name = dn(
-        &config.organization,
-        &format!("{} root CA", config.organization),
-    );
-    root.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    root.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    root.not_before = t - BACKDATE;
-    root.not_after = t + Duration::from_secs(3652 * 86400);
-    root.serial_number = Some(random_serial().0);
-    // AKI on the self-signed root too: pkilint's chain lint wants it and
-    // RFC 5280 allows it (it equals the SKI).
-    root.use_authority_key_identifier_extension = true;
-    root.key_identifier_method = key_id(&SharedKey(root_key.clone()));
-    let root_cert = root.self_signed(&SharedKey(root_key.clone()))?;
-
-    let mut inter = CertificateParams::default();
-    inter.distinguished_name = dn(
-        &config.organization,
-        &format!("{} issuing CA", config.organization),
-    );
-    inter.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    inter.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    inter.not_before = t - BACKDATE;
-    inter.not_after = t + Duration::from_secs(365 * 86400);
-    inter.serial_number = Some(random_serial().0);
-    inter.use_authority_key_identifier_extension = true;
-    inter.key_identifier_method = key_id(&SharedKey(issuing_key.clone()));
-    if config.uri_name_constraints {
-        tracing::warn!(
-            "issuing CA gets a URI name constraint: rustls-webpki >= 0.103.12 rejects such chains (RUSTSEC-2026-0098)"
-        );
-        let ext = uri_name_constraint(config.trust_domain.as_str())
-            .ok_or_else(|| Error::Setup("trust domain too long for a name constraint".into()))?;
-        inter.custom_extensions.push(ext);
-    }
-    // Same key-identifier method (RFC 7093 #1) as the root certificate itself,
-    // so the intermediate's AKI equals the root's SKI.
-    let root_issuer = Issuer::new(root, SharedKey(root_key));
-    let inter_cert = inter.signed_by(&SharedKey(issuing_key), &root_issuer)?;
-
-    let report = InitReport {
-        root_der: root_cert.der().to_vec(),
-        issuing_der: inter_cert.der().to_vec(),
-        log_spki: log_key.subject_public_key_info(),
-    };
-    store.init_authority(&Authority {
-        root_der: report.root_der.clone(),
-        issuing_der: report.issuing_der.clone(),
-        log_spki: report.log_spki.clone(),
-        created_at: t.unix_timestamp(),
-    })?;
-    Ok(report)
-}
-
-struct CrlCache {
-    der: Vec<u8>,
-    signed_at: OffsetDateTime,
 }
 
 /// A running CA: keys open, certificates loaded.
 pub struct Ca {
     config: CaConfig,
-    store: Arc<dyn Store>,
-    issuer: Issuer<'static, SharedKey>,
-    issuing_ski: Vec<u8>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) issuer: Issuer<'static, SharedKey>,
+    pub(crate) issuing_ski: Vec<u8>,
     issuing_not_after: OffsetDateTime,
     log_key: CaKey,
     root_der: Vec<u8>,
@@ -425,7 +123,7 @@ pub struct Ca {
     log: RwLock<Option<Arc<dyn LogSink>>>,
     translog: Arc<crate::translog::Log>,
     policy: Option<ward_policy::PolicySet>,
-    crl: RwLock<Option<CrlCache>>,
+    pub(crate) crl: RwLock<Option<CrlCache>>,
     keys: KeyOpener,
 }
 
@@ -1093,148 +791,5 @@ impl Ca {
         } else {
             Err(denied(decision.explain()))
         }
-    }
-
-    /// Signs a fresh CRL over every revoked, unexpired certificate.
-    pub fn refresh_crl(&self) -> Result<Vec<u8>, Error> {
-        let t = now();
-        let revoked = self.store.revoked_unexpired(t.unix_timestamp())?;
-        let mut revoked_certs = Vec::with_capacity(revoked.len());
-        for r in &revoked {
-            let bytes = hex::decode(&r.serial)
-                .map_err(|_| Error::Store(format!("stored serial {} is not hex", r.serial)))?;
-            revoked_certs.push(RevokedCertParams {
-                serial_number: SerialNumber::from_slice(&bytes),
-                revocation_time: OffsetDateTime::from_unix_timestamp(r.revoked_at.unwrap_or(0))
-                    .unwrap_or(t),
-                reason_code: parse_reason(r.reason.as_deref().unwrap_or("unspecified"))
-                    .ok()
-                    .flatten(),
-                invalidity_date: None,
-            });
-        }
-        let params = CertificateRevocationListParams {
-            this_update: t - BACKDATE,
-            next_update: t + CRL_VALIDITY,
-            crl_number: SerialNumber::from(self.store.next_crl_number()?),
-            issuing_distribution_point: None,
-            revoked_certs,
-            key_identifier_method: KeyIdMethod::PreSpecified(self.issuing_ski.clone()),
-        };
-        let crl = params.signed_by(&self.issuer).map_err(|e| match e {
-            rcgen::Error::RemoteKeyError => Error::Hsm(
-                crate::keys::pkcs11::take_last_sign_error()
-                    .unwrap_or_else(|| "the issuing key could not sign the CRL".into()),
-            ),
-            other => Error::from(other),
-        })?;
-        let der = crl.der().to_vec();
-        if let Ok(mut c) = self.crl.write() {
-            *c = Some(CrlCache {
-                der: der.clone(),
-                signed_at: t,
-            });
-        }
-        if let Some(m) = crate::metrics::get() {
-            m.crl_age_seconds.set(0.0);
-        }
-        Ok(der)
-    }
-
-    /// The current CRL (DER), re-signed when older than a minute.
-    pub fn crl(&self) -> Result<Vec<u8>, Error> {
-        if let Ok(c) = self.crl.read()
-            && let Some(c) = c.as_ref()
-        {
-            let age = now() - c.signed_at;
-            if let Some(m) = crate::metrics::get() {
-                m.crl_age_seconds.set(age.as_seconds_f64());
-            }
-            if age < CRL_REFRESH {
-                return Ok(c.der.clone());
-            }
-        }
-        self.refresh_crl()
-    }
-}
-
-/// RFC 5280 reason names accepted by the API and CLI.
-pub fn parse_reason(reason: &str) -> Result<Option<RevocationReason>, Error> {
-    Ok(Some(match reason {
-        "" | "unspecified" => return Ok(None),
-        "keyCompromise" => RevocationReason::KeyCompromise,
-        "affiliationChanged" => RevocationReason::AffiliationChanged,
-        "superseded" => RevocationReason::Superseded,
-        "cessationOfOperation" => RevocationReason::CessationOfOperation,
-        "privilegeWithdrawn" => RevocationReason::PrivilegeWithdrawn,
-        other => {
-            return Err(Error::bad(
-                "bad_reason",
-                format!(
-                    "revocation reason `{other}` must be one of unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn"
-                ),
-            ));
-        }
-    }))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> subtle_bool::Choice {
-    subtle_bool::eq(a, b)
-}
-
-/// A tiny constant-time comparison (no extra dependency for one use).
-mod subtle_bool {
-    /// Result of a constant-time comparison.
-    pub struct Choice(bool);
-    impl From<Choice> for bool {
-        fn from(c: Choice) -> bool {
-            c.0
-        }
-    }
-    pub fn eq(a: &[u8], b: &[u8]) -> Choice {
-        if a.len() != b.len() {
-            return Choice(false);
-        }
-        let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-        Choice(std::hint::black_box(diff) == 0)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn name_constraint_der_parses() {
-        let ext = uri_name_constraint("corp.example").unwrap();
-        let content = ext.content();
-        assert_eq!(content[0], 0x30);
-        assert_eq!(content[1] as usize, content.len() - 2);
-        assert_eq!(content[3] as usize, content.len() - 4);
-        assert_eq!(content[5] as usize, content.len() - 6);
-        assert_eq!(content[7] as usize, "corp.example".len());
-    }
-
-    #[test]
-    fn serials_are_128_bit_hex() {
-        for _ in 0..100 {
-            let (_, h) = random_serial();
-            assert_eq!(h.len(), 32);
-            assert_eq!(serial_hex(&hex::decode(&h).unwrap()), h);
-        }
-        assert_eq!(serial_hex(&[0, 0x80, 1]), "8001");
-    }
-
-    #[test]
-    fn serials_keep_a_leading_zero_nibble() {
-        assert_eq!(serial_hex(&[0x0b, 0xbf]), "0bbf");
-        assert_eq!(serial_hex(&[0x00, 0x0b]), "0b");
-    }
-
-    #[test]
-    fn reasons() {
-        assert!(parse_reason("keyCompromise").unwrap().is_some());
-        assert!(parse_reason("").unwrap().is_none());
-        assert_eq!(parse_reason("because").unwrap_err().code(), "bad_reason");
     }
 }

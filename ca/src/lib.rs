@@ -6,17 +6,21 @@
 //! ca → policy.
 
 pub mod authority;
+pub mod certutil;
 pub mod client;
 pub mod config;
+pub mod crl;
 pub mod csr;
 mod error;
 pub mod identity;
+pub mod init;
 pub mod keys;
 pub mod metrics;
 pub mod profile;
 pub mod server;
 pub mod settings;
 pub mod store;
+pub mod tokens;
 pub mod translog;
 
 pub use authority::{Ca, Issued, LogSink};
