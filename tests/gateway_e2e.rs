@@ -1528,3 +1528,42 @@ upstream = "http://127.0.0.1:{up}"
         "A spoke HTTP/2 to B"
     );
 }
+
+#[test]
+fn the_decision_log_replays_with_ward_policy_simulate() {
+    let gw = Gateway::start();
+    for (cert, path) in [("client", "/a"), ("client", "/admin"), ("other", "/b")] {
+        gw.curl(Some(cert), "app.test", &["-i"], &[path]);
+    }
+    std::fs::create_dir(gw.path("proposed")).unwrap();
+    std::fs::write(gw.path("proposed/main.json"), DENY_ALL_POLICY).unwrap();
+    let simulate = |to: &str| {
+        Command::new(env!("CARGO_BIN_EXE_ward"))
+            .args(["policy", "simulate", "--json", "--from"])
+            .arg(gw.path("policy"))
+            .arg("--to")
+            .arg(gw.path(to))
+            .arg("--log")
+            .arg(gw.path("decisions.jsonl"))
+            .output()
+            .unwrap()
+    };
+    // Same policy: every recorded decision replays to the same result.
+    let same = simulate("policy");
+    assert!(
+        same.status.success(),
+        "{}",
+        String::from_utf8_lossy(&same.stderr)
+    );
+    // Lockdown: only the one allowed request changes.
+    let changed = simulate("proposed");
+    assert_eq!(
+        changed.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&changed.stderr)
+    );
+    let out = String::from_utf8_lossy(&changed.stdout);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("route/app/a"), "{out}");
+}
