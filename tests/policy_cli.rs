@@ -76,6 +76,35 @@ fn example_directory_checks_and_passes_its_tests() {
 }
 
 #[test]
+fn ca_admin_example_passes_with_the_ca_preset() {
+    let dir = examples().join("ca-admin");
+    let tests = examples().join("ca-admin.tests.json");
+    let args = [
+        "policy",
+        "test",
+        "--preset",
+        "ca-admin",
+        dir.to_str().unwrap(),
+        tests.to_str().unwrap(),
+    ];
+    let out = ward(&args);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("8 passed, 0 failed"),
+        "{}",
+        stdout(&out)
+    );
+    // The gateway schema has no ward:TargetIdentity: the same files are refused.
+    let out = ward(&["policy", "check", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("unknown condition key \"ward:TargetIdentity\""),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
 fn check_reports_errors_with_locations_and_exits_1() {
     let tmp = tempfile::tempdir().unwrap();
     write(
