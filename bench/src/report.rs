@@ -1,0 +1,416 @@
+//! Turns the raw rows of a run into `latest.md` and one SVG chart per
+//! scenario.
+//!
+//! Raw rows (tab-separated): `scenario target figure unit better round
+//! value`, where `better` is `higher` or `lower` and `value` is a number or
+//! `NA:<reason>` for a figure that could not be measured. `meta.txt` holds
+//! `key: value` lines about the machine and the run, printed verbatim.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context as _;
+
+struct Series {
+    scenario: String,
+    target: String,
+    figure: String,
+    unit: String,
+    higher_better: bool,
+    values: Vec<f64>,
+    missing: Option<String>,
+}
+
+impl Series {
+    fn median(&self) -> Option<f64> {
+        median(&self.values)
+    }
+    fn min(&self) -> Option<f64> {
+        self.values.iter().copied().reduce(f64::min)
+    }
+    fn max(&self) -> Option<f64> {
+        self.values.iter().copied().reduce(f64::max)
+    }
+}
+
+fn median(v: &[f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let m = s.len() / 2;
+    if s.len() % 2 == 1 {
+        s.get(m).copied()
+    } else {
+        Some((s.get(m - 1)? + s.get(m)?) / 2.0)
+    }
+}
+
+fn fmt(v: f64) -> String {
+    if v.abs() >= 1000.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn load(raw: &Path) -> anyhow::Result<Vec<Series>> {
+    let text =
+        std::fs::read_to_string(raw).with_context(|| format!("reading {}", raw.display()))?;
+    let mut out: Vec<Series> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let f: Vec<&str> = line.split('\t').collect();
+        let [scenario, target, figure, unit, better, _round, value] = f.as_slice() else {
+            anyhow::bail!(
+                "{}:{}: expected 7 tab-separated fields",
+                raw.display(),
+                i + 1
+            );
+        };
+        let idx = match out
+            .iter()
+            .position(|s| s.scenario == *scenario && s.target == *target && s.figure == *figure)
+        {
+            Some(i) => i,
+            None => {
+                out.push(Series {
+                    scenario: (*scenario).into(),
+                    target: (*target).into(),
+                    figure: (*figure).into(),
+                    unit: (*unit).into(),
+                    higher_better: *better == "higher",
+                    values: Vec::new(),
+                    missing: None,
+                });
+                out.len() - 1
+            }
+        };
+        let Some(s) = out.get_mut(idx) else { continue };
+        if let Some(reason) = value.strip_prefix("NA:") {
+            s.missing = Some(reason.to_string());
+        } else {
+            let v: f64 = value
+                .parse()
+                .with_context(|| format!("{}:{}: value {value:?}", raw.display(), i + 1))?;
+            s.values.push(v);
+        }
+    }
+    Ok(out)
+}
+
+fn find<'a>(all: &'a [Series], scenario: &str, figure: &str, target: &str) -> Option<&'a Series> {
+    all.iter()
+        .find(|s| s.scenario == scenario && s.figure == figure && s.target == target)
+}
+
+fn ratio(all: &[Series], s: &Series, base: &str) -> String {
+    match (
+        find(all, &s.scenario, &s.figure, base).and_then(Series::median),
+        s.median(),
+    ) {
+        (Some(b), Some(v)) if b != 0.0 => format!("{:.2}×", v / b),
+        _ => "—".into(),
+    }
+}
+
+/// One goal of issue 9, checked against the medians (reported, never asserted).
+struct Goal {
+    text: &'static str,
+    scenario: &'static str,
+    figure: &'static str,
+    target: &'static str,
+    base: &'static str,
+    /// ratio must be ≥ this (or ≤ when `at_most`)
+    bound: f64,
+    at_most: bool,
+}
+
+const GOALS: &[Goal] = &[
+    Goal {
+        text: "gateway vs nginx, HTTP/1.1 keep-alive req/s ≥ 1.3×",
+        scenario: "h1-keepalive",
+        figure: "requests/s",
+        target: "ward",
+        base: "nginx",
+        bound: 1.3,
+        at_most: false,
+    },
+    Goal {
+        text: "gateway vs nginx, new mTLS handshakes/s ≥ 1.5×",
+        scenario: "handshake",
+        figure: "handshakes/s (oha)",
+        target: "ward",
+        base: "nginx",
+        bound: 1.5,
+        at_most: false,
+    },
+    Goal {
+        text: "gateway vs nginx, p99 at a fixed rate ≤ 1×",
+        scenario: "fixed-rate",
+        figure: "p99 ms",
+        target: "ward",
+        base: "nginx",
+        bound: 1.0,
+        at_most: true,
+    },
+    Goal {
+        text: "gateway vs nginx, memory per idle connection ≤ 1/3",
+        scenario: "idle-memory",
+        figure: "bytes/connection",
+        target: "ward",
+        base: "nginx",
+        bound: 1.0 / 3.0,
+        at_most: true,
+    },
+    Goal {
+        text: "gateway vs direct, HTTP/1.1 keep-alive req/s ≥ 0.7×",
+        scenario: "h1-keepalive",
+        figure: "requests/s",
+        target: "ward",
+        base: "direct",
+        bound: 0.7,
+        at_most: false,
+    },
+    Goal {
+        text: "CA issuance (log on) ≥ 80 % of raw HSM sign rate (2 sessions)",
+        scenario: "ca",
+        figure: "",
+        target: "issue-log-on",
+        base: "hsm-sign-2s",
+        bound: 0.8,
+        at_most: false,
+    },
+];
+
+fn goal_line(all: &[Series], g: &Goal) -> String {
+    let get = |t: &str| {
+        all.iter()
+            .find(|s| {
+                s.scenario == g.scenario
+                    && s.target == t
+                    && (g.figure.is_empty() || s.figure == g.figure)
+            })
+            .and_then(Series::median)
+    };
+    match (get(g.target), get(g.base)) {
+        (Some(v), Some(b)) if b != 0.0 => {
+            let r = v / b;
+            let met = if g.at_most {
+                r <= g.bound
+            } else {
+                r >= g.bound
+            };
+            format!(
+                "| {} | {:.2}× | {} |\n",
+                g.text,
+                r,
+                if met { "met" } else { "not met" }
+            )
+        }
+        _ => format!("| {} | — | not measured |\n", g.text),
+    }
+}
+
+const COLORS: &[(&str, &str)] = &[
+    ("direct", "#7f7f7f"),
+    ("ward", "#1f77b4"),
+    ("nginx", "#2ca02c"),
+];
+
+fn color(target: &str, i: usize) -> &'static str {
+    const OTHERS: &[&str] = &[
+        "#ff7f0e", "#9467bd", "#8c564b", "#d62728", "#17becf", "#bcbd22",
+    ];
+    COLORS
+        .iter()
+        .find(|(t, _)| *t == target)
+        .map(|(_, c)| *c)
+        .unwrap_or_else(|| OTHERS.get(i % OTHERS.len()).copied().unwrap_or("#333"))
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A hand-written SVG: one panel per figure, a bar per target at the
+/// median with a min–max whisker.
+fn svg(scenario: &str, series: &[&Series]) -> String {
+    let mut figures: Vec<&str> = Vec::new();
+    for s in series {
+        if !figures.contains(&s.figure.as_str()) {
+            figures.push(&s.figure);
+        }
+    }
+    let (w, label_w, bar_h, gap) = (760.0, 170.0, 22.0, 6.0);
+    let plot_w = w - label_w - 110.0;
+    let mut y = 40.0;
+    let mut body = String::new();
+    for fig in &figures {
+        let rows: Vec<&&Series> = series.iter().filter(|s| s.figure == *fig).collect();
+        let top = rows
+            .iter()
+            .filter_map(|s| s.max())
+            .fold(0.0_f64, f64::max)
+            .max(f64::MIN_POSITIVE);
+        let better = if rows.first().is_some_and(|s| s.higher_better) {
+            "higher is better"
+        } else {
+            "lower is better"
+        };
+        let _ = writeln!(
+            body,
+            "<text x=\"10\" y=\"{y}\" font-weight=\"bold\">{} <tspan font-weight=\"normal\" fill=\"#555\">({better}; bar = median, line = min–max)</tspan></text>",
+            esc(fig)
+        );
+        y += 10.0;
+        for (i, s) in rows.iter().enumerate() {
+            let yb = y;
+            let _ = writeln!(
+                body,
+                "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
+                label_w - 8.0,
+                yb + bar_h * 0.7,
+                esc(&s.target)
+            );
+            match (s.median(), s.min(), s.max()) {
+                (Some(m), Some(lo), Some(hi)) => {
+                    let x = |v: f64| label_w + plot_w * (v / top);
+                    let _ = write!(
+                        body,
+                        "<rect x=\"{label_w}\" y=\"{yb}\" width=\"{:.1}\" height=\"{bar_h}\" fill=\"{}\"/>\n\
+                         <line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#000\" stroke-width=\"1.5\"/>\n\
+                         <text x=\"{:.1}\" y=\"{:.1}\">{} {}</text>\n",
+                        (x(m) - label_w).max(1.0),
+                        color(&s.target, i),
+                        x(lo),
+                        x(hi),
+                        yb + bar_h / 2.0,
+                        yb + bar_h / 2.0,
+                        x(hi) + 6.0,
+                        yb + bar_h * 0.7,
+                        fmt(m),
+                        esc(&s.unit)
+                    );
+                }
+                _ => {
+                    let why = s.missing.as_deref().unwrap_or("no data");
+                    let _ = writeln!(
+                        body,
+                        "<text x=\"{}\" y=\"{}\" fill=\"#a00\">not available: {}</text>",
+                        label_w + 4.0,
+                        yb + bar_h * 0.7,
+                        esc(why)
+                    );
+                }
+            }
+            y += bar_h + gap;
+        }
+        y += 24.0;
+    }
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{y}\" viewBox=\"0 0 {w} {y}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"#fff\"/>\n\
+         <text x=\"10\" y=\"20\" font-size=\"15\" font-weight=\"bold\">ward bench: {}</text>\n{body}</svg>\n",
+        esc(scenario)
+    )
+}
+
+/// Writes `latest.md` and `<scenario>.svg` into `out`.
+pub fn run(raw: &Path, meta: &Path, out: &Path) -> anyhow::Result<()> {
+    let all = load(raw)?;
+    let meta = std::fs::read_to_string(meta).unwrap_or_default();
+    std::fs::create_dir_all(out)?;
+    let mut scenarios: Vec<&str> = Vec::new();
+    for s in &all {
+        if !scenarios.contains(&s.scenario.as_str()) {
+            scenarios.push(&s.scenario);
+        }
+    }
+    let mut md = String::new();
+    md.push_str("# ward bench: latest results\n\n");
+    md.push_str("Generated by `bench/run`; see `bench/README.md` for how to read this. ");
+    md.push_str("Medians over the rounds (targets alternate every round); ratios are medians divided by the nginx / direct median of the same figure. ");
+    md.push_str("For latency and memory figures lower is better, so a ratio below 1× favours the target.\n\n");
+    md.push_str("## Run\n\n```\n");
+    md.push_str(meta.trim_end());
+    md.push_str("\n```\n\n## Goals (reported, not asserted)\n\n| goal | measured | status |\n|---|---|---|\n");
+    for g in GOALS {
+        md.push_str(&goal_line(&all, g));
+    }
+    let mut by_scenario: BTreeMap<&str, Vec<&Series>> = BTreeMap::new();
+    for s in &all {
+        by_scenario.entry(&s.scenario).or_default().push(s);
+    }
+    for sc in &scenarios {
+        let Some(series) = by_scenario.get(sc) else {
+            continue;
+        };
+        let _ = write!(
+            md,
+            "\n## {sc}\n\n![{sc}]({sc}.svg)\n\n| target | figure | median | min | max | rounds | ratio to nginx | ratio to direct |\n|---|---|---|---|---|---|---|---|\n"
+        );
+        for s in series {
+            let figure = format!(
+                "{} ({}, {} is better)",
+                s.figure,
+                s.unit,
+                if s.higher_better { "higher" } else { "lower" }
+            );
+            match (s.median(), s.min(), s.max()) {
+                (Some(m), Some(lo), Some(hi)) => {
+                    let _ = writeln!(
+                        md,
+                        "| {} | {figure} | {} | {} | {} | {} | {} | {} |",
+                        s.target,
+                        fmt(m),
+                        fmt(lo),
+                        fmt(hi),
+                        s.values.len(),
+                        ratio(&all, s, "nginx"),
+                        ratio(&all, s, "direct")
+                    );
+                }
+                _ => {
+                    let _ = writeln!(
+                        md,
+                        "| {} | {figure} | not available: {} | | | 0 | | |",
+                        s.target,
+                        s.missing.as_deref().unwrap_or("no data")
+                    );
+                }
+            }
+        }
+        if *sc == "ca" {
+            md.push_str("\nCA ratios: issuance divided by the raw 2-session sign rate: ");
+            for t in ["issue-log-off", "issue-log-on"] {
+                let v = all
+                    .iter()
+                    .find(|s| s.scenario == "ca" && s.target == t)
+                    .and_then(Series::median);
+                let b = all
+                    .iter()
+                    .find(|s| s.scenario == "ca" && s.target == "hsm-sign-2s")
+                    .and_then(Series::median);
+                if let (Some(v), Some(b)) = (v, b) {
+                    let _ = write!(md, "{t} {:.2}×; ", v / b);
+                }
+            }
+            md.push('\n');
+        }
+        let path = out.join(format!("{sc}.svg"));
+        std::fs::write(&path, svg(sc, series))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let path = out.join("latest.md");
+    std::fs::write(&path, md).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
