@@ -71,6 +71,21 @@ impl Ca {
         Ok(der)
     }
 
+    /// Seconds since the cached CRL was signed (also sets the
+    /// `ward_ca_crl_age_seconds` gauge); `None` before the first CRL.
+    pub fn crl_age(&self) -> Option<f64> {
+        let age = self
+            .crl
+            .read()
+            .ok()?
+            .as_ref()
+            .map(|c| (OffsetDateTime::now_utc() - c.signed_at).as_seconds_f64())?;
+        if let Some(m) = crate::metrics::get() {
+            m.crl_age_seconds.set(age);
+        }
+        Some(age)
+    }
+
     /// The current CRL (DER), re-signed when older than a minute.
     pub fn crl(&self) -> Result<Vec<u8>, Error> {
         if let Ok(c) = self.crl.read()

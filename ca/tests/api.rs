@@ -234,6 +234,7 @@ async fn enrol_renew_revoke_and_the_crl_lists_the_serial() {
     );
     assert!(text.contains("ward_ca_renewals_total 1"), "{text}");
     assert!(text.contains("ward_ca_hsm_sign_seconds_bucket"), "{text}");
+    assert!(text.contains("ward_ca_crl_age_seconds "), "{text}");
     assert!(
         text.contains("ward_ca_rejections_total{reason=\"client_cert_revoked\"}"),
         "{text}"

@@ -220,11 +220,14 @@ async fn route(
             let der = blocking(move || ca.crl()).await?;
             Ok(raw(StatusCode::OK, "application/pkix-crl", der))
         }
-        (Method::GET, "/metrics") => Ok(raw(
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            crate::metrics::render().into_bytes(),
-        )),
+        (Method::GET, "/metrics") => {
+            ca.crl_age();
+            Ok(raw(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                crate::metrics::render().into_bytes(),
+            ))
+        }
         (Method::GET, "/v1/log/sth") => {
             let sth = blocking(move || ca.translog().reader().sth()).await?;
             Ok(json(StatusCode::OK, &sth))
