@@ -68,6 +68,8 @@ pub(crate) enum Verdict {
     TrueBecauseAbsent,
 }
 
+/// IgnoreCase comparison: simple per-character Unicode lower-casing (no
+/// context-dependent rules such as the final sigma), without allocating.
 fn fold_eq(a: &str, b: &str) -> bool {
     a.chars()
         .flat_map(char::to_lowercase)

@@ -76,6 +76,8 @@ const MAX_DEPTH: usize = 64;
 
 /// Parses one JSON document (surrounding whitespace allowed).
 pub(crate) fn parse(text: &str) -> Result<Node, SyntaxError> {
+    // Editors on some systems start UTF-8 files with a byte-order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut p = Parser {
         chars: text.chars().peekable(),
         pos: Pos { line: 1, column: 1 },
@@ -425,6 +427,12 @@ mod tests {
         assert!(e.message.contains("after the end"));
         let e = parse("\"\\ud800\"").unwrap_err();
         assert!(e.message.contains("surrogate"), "{e}");
+    }
+
+    #[test]
+    fn byte_order_mark_is_skipped() {
+        let n = parse("\u{feff}{\"a\": 1}").unwrap();
+        assert_eq!(n.pos, Pos { line: 1, column: 1 });
     }
 
     #[test]

@@ -139,7 +139,7 @@ fn positive(c: &Condition, rv: &str, pv: &str, req: &Request) -> bool {
             tokens(pv, req, true).is_some_and(|t| literal(&t) == rv)
         }
         Op::StringEqualsIgnoreCase | Op::StringNotEqualsIgnoreCase => {
-            tokens(pv, req, true).is_some_and(|t| literal(&t).to_lowercase() == rv.to_lowercase())
+            tokens(pv, req, true).is_some_and(|t| fold(&literal(&t)) == fold(rv))
         }
         Op::StringLike | Op::StringNotLike => {
             tokens(pv, req, true).is_some_and(|t| glob(&t, &chars(rv)))
@@ -161,6 +161,12 @@ fn positive(c: &Condition, rv: &str, pv: &str, req: &Request) -> bool {
         },
         Op::Null => false,
     }
+}
+
+/// Simple (per-character) lower-casing, the documented semantics of the
+/// IgnoreCase operators.
+fn fold(s: &str) -> String {
+    s.chars().flat_map(char::to_lowercase).collect()
 }
 
 fn compare<T: PartialOrd>(cmp: Cmp, r: T, p: T) -> bool {

@@ -1315,3 +1315,15 @@ fn policy_set_and_decision_can_be_shared_between_threads() {
     shareable::<PolicySet>();
     shareable::<Decision>();
 }
+
+#[test]
+fn ignore_case_is_per_character_unicode() {
+    assert!(holds(
+        r#""StringEqualsIgnoreCase": {"t:Str": "ΟΔΟΣ"}"#,
+        &["t:Str=οδοσ"]
+    ));
+    assert!(holds(
+        r#""StringEqualsIgnoreCase": {"t:Str": "straße"}"#,
+        &["t:Str=STRAßE"]
+    ));
+}
