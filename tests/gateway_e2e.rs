@@ -261,6 +261,20 @@ impl Upstream {
                                     .then(|| v.trim().parse::<usize>().ok())?
                             })
                             .unwrap_or(0);
+                        if head.starts_with("GET /stream") {
+                            // A long streaming response: a line every 100 ms.
+                            let _ = w.write_all(
+                                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+                            );
+                            for _ in 0..300 {
+                                if w.write_all(b"5\r\ntick\n\r\n").is_err() {
+                                    return;
+                                }
+                                std::thread::sleep(Duration::from_millis(100));
+                            }
+                            let _ = w.write_all(b"0\r\n\r\n");
+                            continue;
+                        }
                         if head.starts_with("GET /slow") {
                             std::thread::sleep(Duration::from_millis(1500));
                         }
@@ -1566,4 +1580,55 @@ fn the_decision_log_replays_with_ward_policy_simulate() {
     let out = String::from_utf8_lossy(&changed.stdout);
     assert_eq!(out.lines().count(), 1, "{out}");
     assert!(out.contains("route/app/a"), "{out}");
+}
+
+#[test]
+fn open_http2_streams_are_killed_when_the_policy_changes() {
+    let gw = Gateway::start();
+    let mut curl = Command::new("curl");
+    curl.args(["-sS", "--http2", "-N", "--max-time", "20", "--cacert"])
+        .arg(gw.path("root.pem"))
+        .arg("--resolve")
+        .arg(format!("app.test:{}:127.0.0.1", gw.port))
+        .arg("--cert")
+        .arg(gw.path("client.pem"))
+        .arg("--key")
+        .arg(gw.path("client.key"))
+        .arg(format!("https://app.test:{}/stream", gw.port))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    let child = curl.spawn().unwrap();
+    wait_until("stream open", || gw.upstream.count() == 1);
+    std::thread::sleep(Duration::from_millis(300));
+    gw.write_policy(DENY_ALL_POLICY);
+    let out = child.wait_with_output().unwrap();
+    let ticks = String::from_utf8_lossy(&out.stdout).lines().count();
+    assert!(!out.status.success(), "stream ran to completion");
+    assert!(ticks >= 1 && ticks < 250, "{ticks} ticks");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert!(gw.metric("ward_gateway_rechecks_closed_total{reason=\"policy\"}") >= 1.0);
+    let close = gw
+        .decisions()
+        .into_iter()
+        .find(|l| l["kind"] == "close")
+        .unwrap();
+    assert!(
+        close["reason"].as_str().unwrap().contains("http:GET"),
+        "{close}"
+    );
+}
+
+#[test]
+fn too_many_request_headers_are_refused() {
+    let gw = Gateway::start_with("", "max_headers = 20", "");
+    let mut args = vec!["-i".to_string(), "--http1.1".to_string()];
+    for i in 0..40 {
+        args.push("-H".into());
+        args.push(format!("x-filler-{i}: {i}"));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (status, _, _) = parse_response(&gw.curl(Some("client"), "app.test", &args, &["/x"]));
+    assert_eq!(status, 431);
+    assert_eq!(gw.upstream.count(), 0);
 }
