@@ -6,6 +6,7 @@
 
 mod cmd;
 mod logging;
+mod up;
 
 use std::process::ExitCode;
 

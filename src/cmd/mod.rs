@@ -8,9 +8,3 @@ pub mod connect;
 pub mod gateway;
 pub mod policy;
 pub mod up;
-
-/// The error every not-yet-built subcommand returns, so that scripts see a
-/// failure rather than a silent success.
-pub fn not_built(what: &str, issue: u32) -> anyhow::Error {
-    anyhow::anyhow!("`ward {what}` is not built yet (tracked in issue {issue})")
-}
