@@ -16,7 +16,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use ward_ca::translog::{
     CertJson, CertQuery, LogPublicKey, LogReader, LogSource, ProofJson, Requester, SignedTreeHead,
-    SthJson, verify_consistency_json, verify_inclusion_json, verify_log, verify_sth_json,
+    SthJson, audit, verify_consistency_json, verify_inclusion_json, verify_sth_json,
 };
 
 #[derive(Debug, clap::Args)]
@@ -197,10 +197,8 @@ fn verify(
             Ok(SignedTreeHead::try_from(&json)?)
         })
         .transpose()?;
-    let snapshot = source
-        .snapshot()
+    let report = audit(source.as_mut(), &key, saved.as_ref())
         .context("reading the log entries and signed tree heads")?;
-    let report = verify_log(&snapshot.entries, &snapshot.sths, &key, saved.as_ref());
     match &report.problem {
         None => {
             let latest = report

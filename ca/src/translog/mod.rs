@@ -45,4 +45,4 @@ pub use entry::{Entry, Issued, Requester, RevocationReason, Revoked};
 pub use log::{Log, LogOptions, LogSigner, LogStats, Receipt};
 pub use reader::LogReader;
 pub use sth::{LogPublicKey, SignedTreeHead, SthJson, TreeHead};
-pub use verify::{LogSnapshot, LogSource, Problem, Report, Tamper, verify_log};
+pub use verify::{Auditor, LogItem, LogSource, Problem, Report, Tamper, audit, verify_log};

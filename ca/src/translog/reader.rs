@@ -205,14 +205,30 @@ impl LogReader {
         })
     }
 
-    /// Every entry row and every signed head from one read transaction
-    /// (for `verify` while the CA keeps appending).
-    pub fn read_snapshot(&self) -> Result<super::verify::LogSnapshot, Error> {
+    /// Every signed head, then every entry row as stored, from one read
+    /// transaction (for the audit while the CA keeps appending). Rows are
+    /// streamed, not collected.
+    pub fn read_all(
+        &self,
+        visit: &mut dyn FnMut(super::verify::LogItem) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        use super::verify::LogItem;
         self.with(|c| {
-            Ok(super::verify::LogSnapshot {
-                entries: store::entries(c, 0, i64::MAX as u64)?,
-                sths: store::all_sths(c)?,
-            })
+            visit(LogItem::Heads(store::all_sths(c)?))?;
+            let mut stmt =
+                c.prepare("SELECT idx, entry, leaf_hash FROM translog_entries ORDER BY idx")?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let index: i64 = r.get(0)?;
+                visit(LogItem::Entry(StoredEntry {
+                    index: u64::try_from(index).map_err(|_| {
+                        Error::Store(format!("negative log index {index} in the store"))
+                    })?,
+                    bytes: r.get(1)?,
+                    leaf_hash: r.get(2)?,
+                }))?;
+            }
+            Ok(())
         })
     }
 

@@ -26,27 +26,28 @@ use super::store::StoredEntry;
 use crate::Error;
 
 /// Where the entries and heads come from: the store (offline), or the API
-/// (online, wired by the API client). `verify_log` sees only this.
+/// (online, wired by the API client). The audit sees only this.
 pub trait LogSource {
-    /// Every entry (in index order, exactly as the source holds it) and
-    /// every signed head, read from one consistent state of the log: a CA
-    /// appending meanwhile must not make heads cover entries not read. An
-    /// online source fetches the head first, then the entries up to it.
-    fn snapshot(&mut self) -> Result<LogSnapshot, Error>;
+    /// Call `visit` once with every signed head ([`LogItem::Heads`]), then
+    /// once per entry in index order, exactly as the source holds them, all
+    /// from one consistent state of the log: a CA appending meanwhile must
+    /// not make heads cover entries not read. (An online source fetches the
+    /// newest head first, then pages through the entries up to it.)
+    fn read(&mut self, visit: &mut dyn FnMut(LogItem) -> Result<(), Error>) -> Result<(), Error>;
 }
 
-/// A consistent read of a whole log.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LogSnapshot {
-    /// Entries in index order, as stored.
-    pub entries: Vec<StoredEntry>,
-    /// Signed heads, any order.
-    pub sths: Vec<SignedTreeHead>,
+/// What a [`LogSource`] hands to the audit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogItem {
+    /// Every signed head the source holds (first, once).
+    Heads(Vec<SignedTreeHead>),
+    /// The next entry.
+    Entry(StoredEntry),
 }
 
 impl LogSource for super::reader::LogReader {
-    fn snapshot(&mut self) -> Result<LogSnapshot, Error> {
-        self.read_snapshot()
+    fn read(&mut self, visit: &mut dyn FnMut(LogItem) -> Result<(), Error>) -> Result<(), Error> {
+        self.read_all(visit)
     }
 }
 
@@ -156,159 +157,239 @@ pub fn verify_log(
     key: &LogPublicKey,
     saved: Option<&SignedTreeHead>,
 ) -> Report {
-    let mut heads: Vec<&SignedTreeHead> = sths.iter().collect();
-    heads.sort_by_key(|s| s.head.tree_size);
-    let report = |problem| Report {
-        entries: entries.len() as u64,
-        heads: heads.len(),
-        latest: heads.last().map(|s| (*s).clone()),
-        problem,
-    };
-    // Signatures first: everything below leans on them.
-    if let Some(bad) = heads.iter().find(|s| key.verify(s).is_err()) {
-        return report(Some(Problem::BadSignature {
-            tree_size: bad.head.tree_size,
-            saved: false,
-        }));
+    let mut auditor = Auditor::new(sths.to_vec(), key, saved);
+    for e in entries {
+        auditor.push(e);
     }
-    if let Some(s) = saved
-        && key.verify(s).is_err()
-    {
-        return report(Some(Problem::BadSignature {
-            tree_size: s.head.tree_size,
-            saved: true,
-        }));
-    }
-    let Some(max_signed) = heads.last().map(|s| s.head.tree_size) else {
-        return report(Some(Problem::NoHeads));
-    };
+    auditor.finish()
+}
 
-    // Recompute every leaf; note the first gap, stored-hash mismatch and
-    // undecodable entry on the way.
-    let leaves: Vec<Hash> = entries.iter().map(|e| leaf_hash(&e.bytes)).collect();
-    let n = leaves.len() as u64;
-    let mut found: Vec<(u64, u8, Tamper, String)> = Vec::new();
-    if let Some((pos, e)) = entries
-        .iter()
-        .enumerate()
-        .find(|(pos, e)| e.index != *pos as u64)
-    {
-        let pos = pos as u64;
-        let what = if e.index > pos {
-            Tamper::Missing
-        } else {
-            Tamper::Inserted
+/// [`verify_log`] over a [`LogSource`], streaming: the auditor keeps two
+/// hashes per entry, not the entries.
+pub fn audit(
+    source: &mut dyn LogSource,
+    key: &LogPublicKey,
+    saved: Option<&SignedTreeHead>,
+) -> Result<Report, Error> {
+    let mut auditor: Option<Auditor<'_>> = None;
+    source.read(&mut |item| {
+        match item {
+            LogItem::Heads(heads) => auditor = Some(Auditor::new(heads, key, saved)),
+            LogItem::Entry(e) => auditor
+                .get_or_insert_with(|| Auditor::new(Vec::new(), key, saved))
+                .push(&e),
+        }
+        Ok(())
+    })?;
+    Ok(auditor
+        .unwrap_or_else(|| Auditor::new(Vec::new(), key, saved))
+        .finish())
+}
+
+/// The audit as a state machine: heads first, then entries one by one.
+pub struct Auditor<'a> {
+    key: &'a LogPublicKey,
+    saved: Option<&'a SignedTreeHead>,
+    /// Sorted by size.
+    heads: Vec<SignedTreeHead>,
+    /// First head not yet compared.
+    next_head: usize,
+    /// Recomputed leaf hashes, by position.
+    leaves: Vec<Hash>,
+    /// Stored leaf hashes, by position (`None`: not 32 bytes).
+    stored: Vec<Option<Hash>>,
+    frontier: Frontier,
+    /// The tree at the last head that matched.
+    good_prefix: Frontier,
+    /// The first head that did not match, and `good_prefix` at that point.
+    first_bad: Option<(usize, Frontier)>,
+    /// First position whose index is not its position, and that index.
+    gap: Option<(u64, u64)>,
+    /// First position whose stored leaf hash is not its bytes' hash.
+    stored_mismatch: Option<u64>,
+    /// First position that is not a canonical entry, and why.
+    undecodable: Option<(u64, String)>,
+    /// Whether the rebuilt root at the saved head's size matched it.
+    saved_matches: Option<bool>,
+}
+
+impl<'a> Auditor<'a> {
+    /// Start an audit against these heads.
+    pub fn new(
+        mut heads: Vec<SignedTreeHead>,
+        key: &'a LogPublicKey,
+        saved: Option<&'a SignedTreeHead>,
+    ) -> Self {
+        heads.sort_by_key(|s| s.head.tree_size);
+        let mut a = Self {
+            key,
+            saved,
+            heads,
+            next_head: 0,
+            leaves: Vec::new(),
+            stored: Vec::new(),
+            frontier: Frontier::new(),
+            good_prefix: Frontier::new(),
+            first_bad: None,
+            gap: None,
+            stored_mismatch: None,
+            undecodable: None,
+            saved_matches: None,
         };
-        found.push((
-            pos,
-            0,
-            what,
-            format!(
-                "expected the entry with index {pos}, found index {}",
-                e.index
-            ),
-        ));
-    }
-    if let Some(pos) = entries
-        .iter()
-        .zip(&leaves)
-        .position(|(e, l)| e.leaf_hash.as_slice() != l.as_slice())
-    {
-        found.push((
-            pos as u64,
-            3,
-            Tamper::Edited,
-            "its stored leaf hash does not match its bytes".into(),
-        ));
-    }
-    if let Some((pos, err)) = entries
-        .iter()
-        .enumerate()
-        .find_map(|(pos, e)| Entry::decode(&e.bytes).err().map(|err| (pos, err)))
-    {
-        found.push((
-            pos as u64,
-            4,
-            Tamper::Edited,
-            format!("not a valid entry: {err}"),
-        ));
+        a.check_heads();
+        a
     }
 
-    // One pass over the leaves, checking the root at every signed size.
-    let mut frontier = Frontier::new();
-    let mut good_prefix = Frontier::new();
-    let mut next_leaf = 0usize;
-    let mut first_bad: Option<(&SignedTreeHead, Frontier)> = None;
-    for sth in &heads {
-        let size = sth.head.tree_size;
-        while frontier.size() < size.min(n) {
-            if let Some(l) = leaves.get(next_leaf) {
-                frontier.push(*l);
-            }
-            next_leaf += 1;
+    /// The next entry, in index order.
+    pub fn push(&mut self, e: &StoredEntry) {
+        let pos = self.leaves.len() as u64;
+        if self.gap.is_none() && e.index != pos {
+            self.gap = Some((pos, e.index));
         }
-        if size > n || frontier.root() != sth.head.root_hash {
-            first_bad = Some((sth, good_prefix.clone()));
-            break;
+        let leaf = leaf_hash(&e.bytes);
+        let stored = Hash::try_from(e.leaf_hash.as_slice()).ok();
+        if self.stored_mismatch.is_none() && stored != Some(leaf) {
+            self.stored_mismatch = Some(pos);
         }
-        good_prefix = frontier.clone();
+        if self.undecodable.is_none()
+            && let Err(err) = Entry::decode(&e.bytes)
+        {
+            self.undecodable = Some((pos, err.to_string()));
+        }
+        self.leaves.push(leaf);
+        self.stored.push(stored);
+        self.frontier.push(leaf);
+        self.check_heads();
     }
-    if let Some((sth, prefix)) = first_bad {
-        let (index, what, detail) = localise(entries, &leaves, sth, &prefix, max_signed);
-        found.push((index, 1, what, detail));
-    } else if n > max_signed {
-        found.push((
-            max_signed,
-            2,
-            Tamper::Inserted,
-            format!(
+
+    /// Compare the heads (and the saved head) of the current size.
+    fn check_heads(&mut self) {
+        let size = self.frontier.size();
+        while let Some(h) = self.heads.get(self.next_head) {
+            if h.head.tree_size > size {
+                break;
+            }
+            if h.head.tree_size == size && self.first_bad.is_none() {
+                if self.frontier.root() == h.head.root_hash {
+                    self.good_prefix = self.frontier.clone();
+                } else {
+                    self.first_bad = Some((self.next_head, self.good_prefix.clone()));
+                }
+            }
+            self.next_head += 1;
+        }
+        if let Some(s) = self.saved
+            && s.head.tree_size == size
+        {
+            self.saved_matches = Some(self.frontier.root() == s.head.root_hash);
+        }
+    }
+
+    /// The verdict.
+    pub fn finish(mut self) -> Report {
+        let report = |heads: &[SignedTreeHead], n: u64, problem| Report {
+            entries: n,
+            heads: heads.len(),
+            latest: heads.last().cloned(),
+            problem,
+        };
+        let n = self.leaves.len() as u64;
+        // Signatures first: everything below leans on them.
+        if let Some(bad) = self.heads.iter().find(|s| self.key.verify(s).is_err()) {
+            let problem = Problem::BadSignature {
+                tree_size: bad.head.tree_size,
+                saved: false,
+            };
+            return report(&self.heads, n, Some(problem));
+        }
+        if let Some(s) = self.saved
+            && self.key.verify(s).is_err()
+        {
+            let problem = Problem::BadSignature {
+                tree_size: s.head.tree_size,
+                saved: true,
+            };
+            return report(&self.heads, n, Some(problem));
+        }
+        let Some(max_signed) = self.heads.last().map(|s| s.head.tree_size) else {
+            return report(&self.heads, n, Some(Problem::NoHeads));
+        };
+        // Heads past the last entry did not match anything.
+        if self.first_bad.is_none() && self.next_head < self.heads.len() {
+            self.first_bad = Some((self.next_head, self.good_prefix.clone()));
+        }
+
+        let mut found: Vec<(u64, u8, Tamper, String)> = Vec::new();
+        if let Some((pos, index)) = self.gap {
+            let what = if index > pos {
+                Tamper::Missing
+            } else {
+                Tamper::Inserted
+            };
+            let detail = format!("expected the entry with index {pos}, found index {index}");
+            found.push((pos, 0, what, detail));
+        }
+        if let Some((i, prefix)) = &self.first_bad
+            && let Some(sth) = self.heads.get(*i)
+        {
+            let (index, what, detail) =
+                localise(&self.leaves, &self.stored, sth, prefix, max_signed);
+            found.push((index, 1, what, detail));
+        } else if n > max_signed {
+            let detail = format!(
                 "{} entries follow the newest signed tree head (size {max_signed}) unsigned",
                 n - max_signed
-            ),
-        ));
-    }
-    if let Some((index, _, what, detail)) = found.into_iter().min_by_key(|f| (f.0, f.1)) {
-        return report(Some(Problem::Entry {
-            index,
-            what,
-            detail,
-        }));
-    }
-
-    // The log as stored is sound; does it extend what the auditor saw before?
-    if let Some(s) = saved {
-        let size = s.head.tree_size;
-        let detail = if size > n {
-            Some(format!(
-                "the saved head covers {size} entries but the log now has {n}: it was truncated"
-            ))
-        } else {
-            let mut f = Frontier::new();
-            for l in leaves
-                .iter()
-                .take(usize::try_from(size).unwrap_or(usize::MAX))
-            {
-                f.push(*l);
-            }
-            (f.root() != s.head.root_hash).then(|| {
-                "the first entries no longer hash to the saved root: the log was rewritten".into()
-            })
-        };
-        if let Some(detail) = detail {
-            return report(Some(Problem::NotConsistentWithSaved {
-                tree_size: size,
-                detail,
-            }));
+            );
+            found.push((max_signed, 2, Tamper::Inserted, detail));
         }
+        if let Some(pos) = self.stored_mismatch {
+            let detail = "its stored leaf hash does not match its bytes".to_owned();
+            found.push((pos, 3, Tamper::Edited, detail));
+        }
+        if let Some((pos, err)) = self.undecodable.take() {
+            found.push((pos, 4, Tamper::Edited, format!("not a valid entry: {err}")));
+        }
+        if let Some((index, _, what, detail)) = found.into_iter().min_by_key(|f| (f.0, f.1)) {
+            let problem = Problem::Entry {
+                index,
+                what,
+                detail,
+            };
+            return report(&self.heads, n, Some(problem));
+        }
+
+        // The log as stored is sound; does it extend what the auditor saw before?
+        if let Some(s) = self.saved {
+            let size = s.head.tree_size;
+            let detail = if size > n {
+                Some(format!(
+                    "the saved head covers {size} entries but the log now has {n}: it was truncated"
+                ))
+            } else if self.saved_matches == Some(false) {
+                Some(
+                    "the first entries no longer hash to the saved root: the log was rewritten"
+                        .to_owned(),
+                )
+            } else {
+                None
+            };
+            if let Some(detail) = detail {
+                let problem = Problem::NotConsistentWithSaved {
+                    tree_size: size,
+                    detail,
+                };
+                return report(&self.heads, n, Some(problem));
+            }
+        }
+        report(&self.heads, n, None)
     }
-    report(None)
 }
 
 /// Pin down the first bad entry under the first head that does not match.
 /// `prefix` is the rebuilt tree at the last head that did match.
 fn localise(
-    entries: &[StoredEntry],
     leaves: &[Hash],
+    stored: &[Option<Hash>],
     sth: &SignedTreeHead,
     prefix: &Frontier,
     max_signed: u64,
@@ -337,7 +418,7 @@ fn localise(
                 f.root() == sth.head.root_hash
             })
             .copied();
-    } else if let Some(stored) = stored_leaves(entries, size) {
+    } else if let Some(stored) = stored_leaves(stored, size) {
         let mut f = Frontier::new();
         for l in &stored {
             f.push(*l);
@@ -411,12 +492,12 @@ fn localise(
     }
 }
 
-fn stored_leaves(entries: &[StoredEntry], size: u64) -> Option<Vec<Hash>> {
+fn stored_leaves(stored: &[Option<Hash>], size: u64) -> Option<Vec<Hash>> {
     let size = usize::try_from(size).ok()?;
-    entries
+    stored
         .iter()
         .take(size)
-        .map(|e| Hash::try_from(e.leaf_hash.as_slice()).ok())
+        .copied()
         .collect::<Option<Vec<_>>>()
         .filter(|v| v.len() == size)
 }
