@@ -18,7 +18,7 @@ use crate::identity::TrustDomain;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Address of the mTLS listener (TCP; HTTP/3 will share it on UDP).
+    /// Address of the mTLS listener (TCP; HTTP/3 shares it on UDP).
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
     /// Address of the plain-HTTP admin listener (`/metrics`, `/healthz`,
@@ -59,6 +59,9 @@ pub struct Config {
     /// Resource limits and timeouts.
     #[serde(default)]
     pub limits: Limits,
+    /// HTTP/3 (QUIC) on the same address over UDP.
+    #[serde(default)]
+    pub http3: Http3,
     /// HTTP routes, matched by host and longest path prefix.
     #[serde(default)]
     pub http_routes: Vec<HttpRoute>,
@@ -143,6 +146,35 @@ impl Default for Limits {
             upstream_idle_secs: 90,
             shutdown_grace_secs: 30,
             assertion_ttl_secs: 300,
+        }
+    }
+}
+
+/// HTTP/3 over QUIC, served on `listen` over UDP with the same client
+/// verifier, routes, policy and decision log as TCP (see `quic.rs`).
+///
+/// The handshake timeout and idle timeout are the ones of `[limits]`
+/// (`handshake_timeout_secs`, `idle_timeout_secs`), as are the connection
+/// limits, so both transports are bounded alike. 0-RTT is always off and has
+/// no option: a replayed early request must never be proxied as a new one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http3 {
+    /// Serve HTTP/3 and advertise it with `Alt-Svc` on TCP responses.
+    pub enabled: bool,
+    /// Most concurrent request streams one QUIC connection may open
+    /// (QUIC `initial_max_streams_bidi`; the HTTP/2 limit's counterpart).
+    pub max_concurrent_streams: u32,
+    /// `ma` of the `Alt-Svc: h3=":PORT"` header (seconds).
+    pub alt_svc_max_age_secs: u64,
+}
+
+impl Default for Http3 {
+    fn default() -> Self {
+        Http3 {
+            enabled: true,
+            max_concurrent_streams: 100,
+            alt_svc_max_age_secs: 86_400,
         }
     }
 }
@@ -275,6 +307,12 @@ impl Config {
             path: path.to_path_buf(),
             message,
         };
+        if self.http3.enabled && self.http3.max_concurrent_streams == 0 {
+            return Err(bad(
+                "http3.max_concurrent_streams must be at least 1 (or set http3.enabled = false)"
+                    .to_string(),
+            ));
+        }
         if self.limits.assertion_ttl_secs == 0 || self.limits.assertion_ttl_secs > 300 {
             return Err(bad(
                 "limits.assertion_ttl_secs must be between 1 and 300".to_string()

@@ -6,7 +6,8 @@
 //! log) → [`proxy`] (HTTP routes) or [`tcp`] (SNI routes). [`reload`] swaps
 //! the state behind [`server`]; [`admin`] serves metrics and the JWKS. The
 //! verifier, identity and decision path know nothing of TCP, so the QUIC
-//! listener (issue 6) reuses them unchanged.
+//! listener ([`quic`], HTTP/3 on the same port over UDP) reuses them
+//! unchanged.
 
 pub mod admin;
 pub mod assertion;
@@ -19,6 +20,7 @@ pub mod idle;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;
+pub mod quic;
 pub mod recheck;
 pub mod reload;
 pub mod server;

@@ -37,6 +37,14 @@ pub struct Metrics {
     pub crl_age: IntGauge,
     /// Shadow-mode evaluations that disagreed with the enforced policy.
     pub shadow_mismatches: IntCounter,
+    /// QUIC handshakes by result (`ok`/`failed`/`refused`) and reason.
+    pub quic_handshakes: IntCounterVec,
+    /// HTTP/3 request streams by how they ended (`ok`, `reset`, `killed`,
+    /// `bad_request`).
+    pub quic_streams: IntCounterVec,
+    /// QUIC connections by 0-RTT result: always `none` (no ticket is ever
+    /// issued, so no client can send early data) or `rejected`.
+    pub quic_zero_rtt: IntCounterVec,
 }
 
 fn must<T>(r: Result<T, prometheus::Error>) -> Result<T, crate::Error> {
@@ -126,6 +134,21 @@ impl Metrics {
             "Shadow evaluations whose result differs from the enforced policy",
         ))?;
         must(registry.register(Box::new(shadow_mismatches.clone())))?;
+        let quic_handshakes = cv(
+            "ward_gateway_quic_handshakes_total",
+            "QUIC handshakes by result and reason",
+            &["result", "reason"],
+        )?;
+        let quic_streams = cv(
+            "ward_gateway_quic_streams_total",
+            "HTTP/3 request streams by how they ended",
+            &["result"],
+        )?;
+        let quic_zero_rtt = cv(
+            "ward_gateway_quic_0rtt_total",
+            "QUIC connections by 0-RTT result (0-RTT is never accepted)",
+            &["result"],
+        )?;
         Ok(Metrics {
             registry,
             handshakes,
@@ -141,6 +164,9 @@ impl Metrics {
             own_cert_expiry,
             crl_age,
             shadow_mismatches,
+            quic_handshakes,
+            quic_streams,
+            quic_zero_rtt,
         })
     }
 

@@ -69,6 +69,9 @@ pub struct Shared {
     per_identity: Mutex<HashMap<String, usize>>,
     /// Set once listeners are up.
     pub ready: AtomicBool,
+    /// `Alt-Svc` advertising HTTP/3 on TCP responses (`None` when HTTP/3 is
+    /// off).
+    pub alt_svc: Option<http::HeaderValue>,
 }
 
 impl Shared {
@@ -126,8 +129,9 @@ pub fn shadow_routes(config: &Config) -> Vec<(String, Mode, std::path::PathBuf)>
 }
 
 /// Decrements the connection counters when a connection ends, however it
-/// ends.
-struct ConnGuard {
+/// ends. Shared by the TCP and QUIC listeners so both count against the
+/// same `max_connections` and per-identity limits.
+pub(crate) struct ConnGuard {
     shared: Arc<Shared>,
     principal: Option<String>,
 }
@@ -182,6 +186,22 @@ pub async fn run(config: Config) -> Result<(), Error> {
             addr: config.admin_listen.to_string(),
             source,
         })?;
+    // HTTP/3 on the same port over UDP; a port that cannot be bound fails
+    // the start, as the TCP listener does.
+    let quic = if config.http3.enabled {
+        let addr = listener.local_addr().unwrap_or(config.listen);
+        Some(crate::quic::bind(&config, &state, addr)?)
+    } else {
+        None
+    };
+    let alt_svc = quic.as_ref().and_then(|q| {
+        let port = q.local_addr().map(|a| a.port()).ok()?;
+        http::HeaderValue::from_str(&format!(
+            "h3=\":{port}\"; ma={}",
+            config.http3.alt_svc_max_age_secs
+        ))
+        .ok()
+    });
     let (changes, _) = watch::channel(1);
     let (shutdown, _) = watch::channel(false);
     let upstream_tls: SharedClientConfig =
@@ -198,7 +218,11 @@ pub async fn run(config: Config) -> Result<(), Error> {
         decider,
         per_identity: Mutex::new(HashMap::new()),
         ready: AtomicBool::new(false),
+        alt_svc,
     });
+    if let Some(endpoint) = quic {
+        tokio::spawn(crate::quic::serve(shared.clone(), endpoint));
+    }
     tokio::spawn(crate::admin::serve(shared.clone(), admin));
     tokio::spawn(crate::reload::watch(shared.clone()));
     tokio::spawn(crate::crl::fetch_loop(shared.clone()));
@@ -250,6 +274,14 @@ fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::
 }
 
 fn accept(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    if let Some(guard) = admit(shared) {
+        tokio::spawn(connection(shared.clone(), stream, peer, guard));
+    }
+}
+
+/// Counts a new connection (any transport) against `max_connections`;
+/// `None`, counted in `limited`, when the gateway is full.
+pub(crate) fn admit(shared: &Arc<Shared>) -> Option<ConnGuard> {
     if usize::try_from(shared.metrics.active_connections.get()).unwrap_or(0)
         >= shared.config.limits.max_connections
     {
@@ -258,14 +290,47 @@ fn accept(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
             .limited
             .with_label_values(&["max_connections"])
             .inc();
-        return;
+        return None;
     }
     shared.metrics.active_connections.inc();
-    let guard = ConnGuard {
+    Some(ConnGuard {
         shared: shared.clone(),
         principal: None,
+    })
+}
+
+/// Counts a verified connection against its identity's limit; `false`
+/// (counted and logged) when that identity holds too many already.
+pub(crate) fn claim_identity(
+    shared: &Shared,
+    guard: &mut ConnGuard,
+    principal: &str,
+    peer: SocketAddr,
+) -> bool {
+    let limit = shared.config.limits.max_connections_per_identity;
+    let over = match shared.per_identity.lock() {
+        Ok(mut m) => {
+            let n = m.entry(principal.to_string()).or_insert(0);
+            if *n >= limit {
+                true
+            } else {
+                *n += 1;
+                false
+            }
+        }
+        Err(_) => true,
     };
-    tokio::spawn(connection(shared.clone(), stream, peer, guard));
+    if over {
+        shared
+            .metrics
+            .limited
+            .with_label_values(&["per_identity"])
+            .inc();
+        tracing::info!(%peer, %principal, "per-identity connection limit reached");
+        return false;
+    }
+    guard.principal = Some(principal.to_string());
+    true
 }
 
 async fn connection(
@@ -319,6 +384,22 @@ async fn connection(
             return;
         }
     };
+    // A resumed session skips the client verifier: the certificate it was
+    // made with may have expired or been revoked since. (A reload builds a
+    // new session cache, so a new CRL already ends resumption, but expiry
+    // and the current trust bundle are checked here.)
+    if session.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+        && let Some((leaf, rest)) = chain.split_first()
+        && let Err(e) = state.tls.verifier.recheck(leaf, rest)
+    {
+        shared
+            .metrics
+            .handshakes
+            .with_label_values(&["failed", "resumed_invalid"])
+            .inc();
+        tracing::info!(%peer, error = %e, "resumed session refused: certificate no longer valid");
+        return;
+    }
     shared
         .metrics
         .handshakes
@@ -332,30 +413,9 @@ async fn connection(
     let sni = session.server_name().map(|s| s.to_ascii_lowercase());
     let h2 = session.alpn_protocol() == Some(b"h2");
 
-    let principal = identity.principal().to_string();
-    let limit = shared.config.limits.max_connections_per_identity;
-    let over = match shared.per_identity.lock() {
-        Ok(mut m) => {
-            let n = m.entry(principal.clone()).or_insert(0);
-            if *n >= limit {
-                true
-            } else {
-                *n += 1;
-                false
-            }
-        }
-        Err(_) => true,
-    };
-    if over {
-        shared
-            .metrics
-            .limited
-            .with_label_values(&["per_identity"])
-            .inc();
-        tracing::info!(%peer, %principal, "per-identity connection limit reached");
+    if !claim_identity(&shared, &mut guard, identity.principal(), peer) {
         return;
     }
-    guard.principal = Some(principal);
 
     let tcp_route = sni.as_deref().and_then(|sni| {
         shared
@@ -427,7 +487,16 @@ async fn serve_http(
         let conn = conn.clone();
         let streams = streams.clone();
         service_fn(move |req| {
-            crate::proxy::handle(shared.clone(), conn.clone(), streams.clone(), req)
+            let resp = crate::proxy::handle(shared.clone(), conn.clone(), streams.clone(), req);
+            let alt_svc = shared.alt_svc.clone();
+            async move {
+                let mut resp = resp.await?;
+                // Advertise HTTP/3 on the same port (RFC 7838).
+                if let Some(v) = alt_svc {
+                    resp.headers_mut().insert(http::header::ALT_SVC, v);
+                }
+                Ok::<_, std::convert::Infallible>(resp)
+            }
         })
     };
     let activity = crate::idle::Activity::new();
