@@ -454,6 +454,31 @@ mod tests {
     }
 
     #[test]
+    fn opening_refuses_rows_past_the_newest_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.db");
+        let key: LogSigner =
+            Arc::new(rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap());
+        {
+            let log = Log::open(&path, Arc::clone(&key), LogOptions::default()).unwrap();
+            log.append_blocking(&revoked(1)).unwrap();
+        }
+        store::open(&path)
+            .unwrap()
+            .execute(
+                "INSERT INTO translog_entries (idx, entry, leaf_hash, kind, serial, time_ms)
+                 SELECT 1, entry, leaf_hash, kind, serial, time_ms FROM translog_entries
+                 WHERE idx = 0",
+                [],
+            )
+            .unwrap();
+        assert!(matches!(
+            Log::open(&path, key, LogOptions::default()),
+            Err(Error::LogVerify(m)) if m.contains("past its newest signed head")
+        ));
+    }
+
+    #[test]
     fn closing_stops_appends() {
         let dir = tempfile::tempdir().unwrap();
         let key: LogSigner =
