@@ -187,6 +187,24 @@ const GOALS: &[Goal] = &[
         bound: 0.8,
         at_most: false,
     },
+    Goal {
+        text: "policy: median evaluation ≤ 1 µs (1000 ns) at 10,000 statements (allowed request)",
+        scenario: "policy",
+        figure: "allow 10000",
+        target: "ward-policy",
+        base: "",
+        bound: 1000.0,
+        at_most: true,
+    },
+    Goal {
+        text: "policy: ≥ 3× faster than cedar-policy at 10,000 statements (cedar time / ward time)",
+        scenario: "policy",
+        figure: "allow 10000",
+        target: "cedar",
+        base: "ward-policy",
+        bound: 3.0,
+        at_most: false,
+    },
 ];
 
 fn goal_line(all: &[Series], g: &Goal) -> String {
@@ -199,6 +217,24 @@ fn goal_line(all: &[Series], g: &Goal) -> String {
             })
             .and_then(Series::median)
     };
+    if g.base.is_empty() {
+        return match get(g.target) {
+            Some(v) => {
+                let met = if g.at_most {
+                    v <= g.bound
+                } else {
+                    v >= g.bound
+                };
+                format!(
+                    "| {} | {} | {} |\n",
+                    g.text,
+                    fmt(v),
+                    if met { "met" } else { "not met" }
+                )
+            }
+            None => format!("| {} | — | not measured |\n", g.text),
+        };
+    }
     match (get(g.target), get(g.base)) {
         (Some(v), Some(b)) if b != 0.0 => {
             let r = v / b;
@@ -387,6 +423,23 @@ pub fn run(raw: &Path, meta: &Path, out: &Path) -> anyhow::Result<()> {
                         s.missing.as_deref().unwrap_or("no data")
                     );
                 }
+            }
+        }
+        if *sc == "policy" {
+            let mut lines = String::new();
+            for s in series.iter().filter(|s| s.target == "ward-policy") {
+                let cedar = find(&all, "policy", &s.figure, "cedar").and_then(Series::median);
+                if let (Some(c), Some(w)) = (cedar, s.median())
+                    && w > 0.0
+                {
+                    let _ = write!(lines, "{} {:.1}×; ", s.figure, c / w);
+                }
+            }
+            if !lines.is_empty() {
+                let _ = writeln!(
+                    md,
+                    "\nward-policy speed-up over cedar-policy (cedar median / ward median): {lines}"
+                );
             }
         }
         if *sc == "ca" {
