@@ -972,17 +972,14 @@ fn conditions(
                 }
                 _ => {}
             }
-            if qualifier == Some(Qualifier::ForAllValues) && effect == Some(Effect::Allow) {
-                let guarded = ops.iter().any(|o| {
-                    o.key == "Null"
-                        && matches!(&o.value.value, Value::Object(ks) if ks.iter().any(|k| k.key.eq_ignore_ascii_case(&km.key) && matches!(&k.value.value, Value::String(s) if s.eq_ignore_ascii_case("false")) || k.key.eq_ignore_ascii_case(&km.key) && k.value.value == Value::Bool(false)))
-                });
-                if !guarded {
-                    sink.warn(km.key_pos, format!(
-                        "ForAllValues: in an Allow is true when \"{}\" is absent or empty: add \"Null\": {{\"{}\": \"false\"}} or use ForAnyValue:",
-                        km.key, km.key
-                    ));
-                }
+            if qualifier == Some(Qualifier::ForAllValues)
+                && effect == Some(Effect::Allow)
+                && !null_false_guards(ops, &km.key)
+            {
+                sink.warn(km.key_pos, format!(
+                    "ForAllValues: in an Allow is true when \"{}\" is absent or empty: add \"Null\": {{\"{}\": \"false\"}} or use ForAnyValue:",
+                    km.key, km.key
+                ));
             }
             if decl.required && (if_exists || op == Op::Null) {
                 sink.warn(
@@ -1018,6 +1015,24 @@ fn conditions(
         }
     }
     (sink.errors.len() == before).then_some(out)
+}
+
+/// Whether the same Condition block also says `"Null": {key: "false"}`
+/// (the key must be present), which makes a `ForAllValues:` safe in an Allow.
+fn null_false_guards(ops: &[Member], key: &str) -> bool {
+    let is_false = |v: &Value| match v {
+        Value::String(s) => s.eq_ignore_ascii_case("false"),
+        Value::Bool(b) => !b,
+        _ => false,
+    };
+    ops.iter()
+        .filter(|o| o.key == "Null")
+        .any(|o| match &o.value.value {
+            Value::Object(keys) => keys
+                .iter()
+                .any(|k| k.key.eq_ignore_ascii_case(key) && is_false(&k.value.value)),
+            _ => false,
+        })
 }
 
 fn family_of(ty: KeyType) -> &'static str {
