@@ -363,3 +363,79 @@ fn auditing_a_log_that_is_being_appended_to_sees_a_consistent_state() {
     assert!(report.ok(), "{:?}", report.problem);
     assert_eq!(report.entries, 150);
 }
+
+#[test]
+fn signing_every_size_pins_an_edit_inside_a_concurrent_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ca.db");
+    let (key, public) = log_key();
+    let options = LogOptions {
+        sign_every_size: true,
+        ..LogOptions::default()
+    };
+    let log = Arc::new(Log::open(&path, Arc::clone(&key), options).unwrap());
+    let ca = TestCa::new();
+    let work: Vec<Entry> = (0..64u64)
+        .map(|i| ca.issued("spiffe://corp.example/ns/b/sa/x", i + 1))
+        .collect();
+    let barrier = Arc::new(std::sync::Barrier::new(8));
+    let handles: Vec<_> = work
+        .chunks(8)
+        .map(|chunk| {
+            let chunk = chunk.to_vec();
+            let log = Arc::clone(&log);
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                for e in &chunk {
+                    log.append_blocking(e).unwrap().verify_root().unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert!(log.stats().batches() < 64);
+    drop(log);
+    let mut reader = LogReader::open(&path).unwrap();
+    assert_eq!(reader.all_sths().unwrap().len(), 65, "one head per size");
+    assert!(
+        ward_ca::translog::audit(&mut reader, &public, None)
+            .unwrap()
+            .ok()
+    );
+
+    // Edit entry 37 and store its recomputed leaf hash.
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let bytes: Vec<u8> = c
+        .query_row(
+            "SELECT entry FROM translog_entries WHERE idx = 37",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let Entry::Issued(mut issued) = Entry::decode(&bytes).unwrap() else {
+        unreachable!()
+    };
+    issued.profile = "admin".into();
+    let new = Entry::Issued(issued).encode();
+    c.execute(
+        "UPDATE translog_entries SET entry = ?1, leaf_hash = ?2 WHERE idx = 37",
+        rusqlite::params![new, &merkle::leaf_hash(&new)[..]],
+    )
+    .unwrap();
+    let report = ward_ca::translog::audit(&mut reader, &public, None).unwrap();
+    assert!(
+        matches!(
+            report.problem,
+            Some(ward_ca::translog::Problem::Entry {
+                index: 37,
+                what: ward_ca::translog::Tamper::Edited,
+                ..
+            })
+        ),
+        "{:?}",
+        report.problem
+    );
+}

@@ -9,9 +9,11 @@
 //!
 //! The first bad entry is found by the first signed head that does not
 //! match. The CA signs a head per committed batch (one per entry when
-//! appends are not concurrent), so that head pins the damage to its batch;
-//! inside a batch the stored leaf hashes are used when they themselves
-//! reproduce the signed root. What is wrong is then told apart:
+//! appends are not concurrent, or always with
+//! [`LogOptions::sign_every_size`](super::log::LogOptions::sign_every_size)),
+//! so that head pins the damage to its batch; inside a batch the stored leaf
+//! hashes are used when they themselves reproduce the signed root, and
+//! otherwise the first entry of the batch is named and the report says so. What is wrong is then told apart:
 //! a gap in the indices is a *missing* entry; the signed leaf found at
 //! another position is a *reordered* entry; fewer entries than signed is a
 //! *missing* (removed, later ones moved up) entry; more is an *inserted* one;
