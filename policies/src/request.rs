@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 /// The authenticated caller, from its verified certificate.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Principal {
     /// The SPIFFE ID (the certificate's URI SAN), e.g.
     /// `spiffe://corp.example/ns/prod/sa/billing`.
@@ -107,6 +108,7 @@ impl<'de> serde::Deserialize<'de> for Context {
 
 /// One authorisation question.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Request {
     /// Who asks.
     pub principal: Principal,
@@ -150,6 +152,11 @@ mod tests {
             "context": {"k": {"x": 1}}}"#
             )
             .is_err()
+        );
+        let typo = r#"{"action": "a", "resource": "b", "principal": {"spife": "x"}}"#;
+        assert!(
+            serde_json::from_str::<Request>(typo).is_err(),
+            "unknown fields are refused"
         );
     }
 }
