@@ -126,13 +126,39 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 
 /// Paths that could mean something else to the upstream than to the policy
 /// (dot segments, encoded slashes or dots, backslashes) are refused.
+///
+/// Also refused, because common upstreams read them as another path than the
+/// policy does (issue 10's attack matrix): empty segments (`//admin`, merged
+/// into `/admin` by many servers), dot segments with `;` parameters
+/// (`/..;/admin`, resolved by Java servers), and percent-escapes of
+/// unreserved characters, NUL or overlong UTF-8 lead bytes (`/%61dmin`,
+/// `%00`, `%c0%ae`), which a decoding upstream turns into a different path.
 pub fn ambiguous_path(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
     if lower.contains("%2f") || lower.contains("%5c") || lower.contains('\\') {
         return true;
     }
+    if lower.contains("//") {
+        return true;
+    }
+    let bytes = lower.as_bytes();
+    for (i, b) in bytes.iter().enumerate() {
+        if *b != b'%' {
+            continue;
+        }
+        let decoded = lower
+            .get(i + 1..i + 3)
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match decoded {
+            Some(c) if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') => {
+                return true;
+            }
+            Some(0 | 0xc0 | 0xc1) => return true,
+            _ => {}
+        }
+    }
     lower.split('/').any(|seg| {
-        let seg = seg.replace("%2e", ".");
+        let seg = seg.split(';').next().unwrap_or(seg);
         seg == "." || seg == ".."
     })
 }
@@ -141,6 +167,11 @@ pub fn ambiguous_path(path: &str) -> bool {
 /// present and naming different hosts is refused (RFC 9113 §8.3.1): the
 /// policy and the upstream must not be able to see different hosts.
 fn request_authority<B>(req: &Request<B>) -> Result<Authority, &'static str> {
+    // Two Host headers: the policy would see the first and an upstream may
+    // use the last (RFC 9112 §3.2 requires a 400).
+    if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
+        return Err("more than one Host header");
+    }
     let from_header = match req.headers().get(header::HOST) {
         Some(h) => Some(
             h.to_str()
@@ -406,9 +437,20 @@ async fn handle_inner(
     if let Some(id) = decision_id.clone() {
         headers.insert("x-ward-decision-id", id);
     }
-    if let Ok(v) = HeaderValue::from_str(&conn.peer.ip().to_string()) {
-        headers.append("x-forwarded-for", v);
+    // Forwarding headers from the client are not trusted: the gateway is
+    // the client's first hop, so it states the address itself.
+    for h in [
+        "forwarded",
+        "x-real-ip",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+    ] {
+        headers.remove(h);
     }
+    if let Ok(v) = HeaderValue::from_str(&conn.peer.ip().to_string()) {
+        headers.insert("x-forwarded-for", v);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
     if route.config.forward_client_cert
         && let Some(leaf) = conn.chain.first()
     {
@@ -588,6 +630,10 @@ mod tests {
         );
         assert!(a("https://app.test/x", Some("admin.test")).is_err());
         assert!(a("/x", None).is_err());
+        let mut two = req("/x", Some("app.test"));
+        two.headers_mut()
+            .append("host", http::HeaderValue::from_static("admin.test"));
+        assert!(request_authority(&two).is_err());
     }
 
     #[test]
@@ -614,10 +660,16 @@ mod tests {
             "/a%2Fb",
             "/a\\b",
             "/..",
+            "//admin",
+            "/v1//x",
+            "/v1/..;/admin",
+            "/%61dmin",
+            "/a/%00/b",
+            "/a/%c0%ae/b",
         ] {
             assert!(ambiguous_path(p), "{p}");
         }
-        for p in ["/", "/a/b.c", "/a/..b", "/v1/ledger"] {
+        for p in ["/", "/a/b.c", "/a/..b", "/v1/ledger", "/a%20b", "/a;x=1/b", "/caf%c3%a9"] {
             assert!(!ambiguous_path(p), "{p}");
         }
     }
