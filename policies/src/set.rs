@@ -208,6 +208,19 @@ impl PolicySet {
             return Err(Error::Invalid(errors));
         }
         unreachable_warnings(&docs, &mut warnings);
+        for d in docs.iter().filter(|d| d.kind == Kind::Boundary) {
+            let first = d.statements.first();
+            if let Some(first) = first
+                && d.statements.iter().all(|s| s.effect == Effect::Deny)
+            {
+                warnings.push(Diagnostic {
+                    file: first.info.file.clone(),
+                    line: 1,
+                    column: 1,
+                    message: "this boundary has no Allow statement: every principal it names is denied everything (IAM's boundary rule); add the Allows that set its limits".into(),
+                });
+            }
+        }
 
         let mut hasher = Sha256::new();
         for s in &sorted {

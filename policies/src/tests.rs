@@ -1327,3 +1327,21 @@ fn ignore_case_is_per_character_unicode() {
         &["t:Str=STRAßE"]
     ));
 }
+
+#[test]
+fn deny_only_boundary_is_warned_about_and_denies_everything() {
+    let b = r#"{"Version": "2026-11-01", "Kind": "Boundary", "Statement": {"Effect": "Deny", "Principal": {"Spiffe": "spiffe://corp.example/ns/x/*"}, "Action": "http:DELETE", "Resource": "*"}}"#;
+    let p = doc(r#"{"Effect": "Allow", "Principal": "*", "Action": "*", "Resource": "*"}"#);
+    let ws = warnings(&[("b.json", b), ("p.json", &p)]);
+    assert!(
+        ws.iter()
+            .any(|w| w.file == "b.json" && w.message.contains("no Allow statement")),
+        "{ws:?}"
+    );
+    let set = compile(&[("b.json", b), ("p.json", &p)]);
+    let out = set
+        .evaluate(&req("spiffe://corp.example/ns/x/sa/a", "http:GET", "r"))
+        .outcome();
+    assert_eq!(out, Outcome::BoundaryDeny);
+    assert!(set.evaluate(&req(BILLING, "http:GET", "r")).allowed());
+}
