@@ -41,6 +41,10 @@ pub const GATEWAY_ID: &str = "spiffe://corp.example/ns/ward/sa/gateway";
 /// The host name clients use for the gateway (in its certificate).
 pub const HOST: &str = "localhost";
 
+/// The TCP route's server name (`ward connect --sni`), also in the
+/// gateway's certificate.
+pub const TCP_HOST: &str = "tcp.localhost";
+
 /// What `ward up` was asked for.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -209,7 +213,7 @@ async fn run_async(opts: Options, dir: PathBuf, keys: hsm::Keys) -> anyhow::Resu
 
     // Identities: enrolled once with a one-time token; renewed by the
     // agent below; enrolled again only if one expired while ward was down.
-    let gw_dns = vec![HOST.to_string()];
+    let gw_dns = vec![HOST.to_string(), TCP_HOST.to_string()];
     ensure_identity(
         &ca,
         &cfg,
@@ -271,6 +275,13 @@ name = "admin"
 host = "{HOST}"
 path_prefix = "/admin"
 upstream = "http://{up_addr}"
+
+# A TCP route (matched by SNI) for `ward connect`; here to the same
+# demo service, so `curl http://127.0.0.1:<local port>/` shows it works.
+[[tcp_routes]]
+name = "demo-tcp"
+sni = "{TCP_HOST}"
+upstream = "{up_addr}"
 "#,
         gw = opts.gateway_port,
         admin = opts.admin_port,
@@ -446,6 +457,13 @@ fn write_policies(dir: &Path) -> anyhow::Result<()> {
       "Principal": {{"Spiffe": "{CLIENT_ID}"}},
       "Action": ["http:GET", "http:HEAD", "http:POST"],
       "Resource": "route/demo/*"
+    }},
+    {{
+      "Sid": "DemoClientTunnels",
+      "Effect": "Allow",
+      "Principal": {{"Spiffe": "{CLIENT_ID}"}},
+      "Action": "tcp:Connect",
+      "Resource": "route/demo-tcp"
     }},
     {{
       "Sid": "AdminsUseAdmin",
