@@ -669,7 +669,15 @@ mod tests {
         ] {
             assert!(ambiguous_path(p), "{p}");
         }
-        for p in ["/", "/a/b.c", "/a/..b", "/v1/ledger", "/a%20b", "/a;x=1/b", "/caf%c3%a9"] {
+        for p in [
+            "/",
+            "/a/b.c",
+            "/a/..b",
+            "/v1/ledger",
+            "/a%20b",
+            "/a;x=1/b",
+            "/caf%c3%a9",
+        ] {
             assert!(!ambiguous_path(p), "{p}");
         }
     }

@@ -1,0 +1,741 @@
+//! Shared harness for the hardening suites (issue 10): a throwaway PKI made
+//! with rcgen, upstreams that record the raw request head they receive, a
+//! real `ward gateway run` process, and a raw-bytes TLS client
+//! (`openssl s_client -quiet`) so that nothing between the test and the
+//! gateway normalises what is sent. Only 127.0.0.1; every wait is bounded;
+//! children are killed on drop.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer,
+    DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair,
+    KeyUsagePurpose, RevocationReason, RevokedCertParams, SanType, SerialNumber,
+};
+use time::OffsetDateTime;
+
+pub const TD: &str = "corp.example";
+pub const CLIENT: &str = "spiffe://corp.example/ns/test/sa/client";
+pub const OTHER: &str = "spiffe://corp.example/ns/test/sa/other";
+
+/// The client may use route `app` (except its admin area) and nothing else;
+/// `other` may use nothing. Route `secret` is reachable by nobody, so any
+/// request recorded by its upstream is a bypass.
+pub const POLICY: &str = r#"{
+  "Version": "2026-11-01",
+  "Statement": [
+    {"Sid": "ClientUsesApp", "Effect": "Allow",
+     "Principal": {"Spiffe": "spiffe://corp.example/ns/test/sa/client"},
+     "Action": ["http:GET", "http:POST"], "Resource": "route/app/*"},
+    {"Sid": "NobodyAdmin", "Effect": "Deny", "Principal": "*",
+     "Action": "http:*", "Resource": "route/app/admin*"}
+  ]
+}"#;
+
+// ---------------------------------------------------------------- PKI ----
+
+pub fn serial() -> SerialNumber {
+    let mut b = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut b).unwrap();
+    b[0] = (b[0] & 0x7f) | 0x01;
+    SerialNumber::from_slice(&b)
+}
+
+fn ca_params(cn: &str, path_len: Option<u8>) -> CertificateParams {
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, cn);
+    p.distinguished_name = dn;
+    p.is_ca = match path_len {
+        Some(n) => IsCa::Ca(BasicConstraints::Constrained(n)),
+        None => IsCa::Ca(BasicConstraints::Unconstrained),
+    };
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    p.serial_number = Some(serial());
+    let now = OffsetDateTime::now_utc();
+    p.not_before = now - Duration::from_secs(3600);
+    p.not_after = now + Duration::from_secs(86400);
+    p
+}
+
+pub fn uri(s: &str) -> SanType {
+    SanType::URI(s.try_into().unwrap())
+}
+
+pub struct Pki {
+    pub dir: PathBuf,
+    inter: CertifiedIssuer<'static, KeyPair>,
+    pub revoked: Vec<SerialNumber>,
+}
+
+impl Pki {
+    pub fn new(dir: &Path) -> Pki {
+        let root = CertifiedIssuer::self_signed(
+            ca_params("ward hardening root", None),
+            KeyPair::generate().unwrap(),
+        )
+        .unwrap();
+        let inter = CertifiedIssuer::signed_by(
+            ca_params("ward hardening issuing", Some(0)),
+            KeyPair::generate().unwrap(),
+            &root,
+        )
+        .unwrap();
+        std::fs::write(dir.join("root.pem"), root.pem()).unwrap();
+        let pki = Pki {
+            dir: dir.to_path_buf(),
+            inter,
+            revoked: Vec::new(),
+        };
+        pki.issue_server("server");
+        pki.write_crl();
+        pki
+    }
+
+    /// The gateway's own certificate (serverAuth + clientAuth).
+    pub fn issue_server(&self, name: &str) -> SerialNumber {
+        let sans = vec![
+            SanType::DnsName("app.test".try_into().unwrap()),
+            SanType::DnsName("secret.test".try_into().unwrap()),
+            SanType::DnsName("slow.test".try_into().unwrap()),
+            SanType::DnsName("down.test".try_into().unwrap()),
+            SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])),
+            uri("spiffe://corp.example/gateway"),
+        ];
+        self.issue_with(
+            name,
+            sans,
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        )
+    }
+
+    pub fn issue_client(&self, name: &str, id: &str) -> SerialNumber {
+        self.issue_with(
+            name,
+            vec![uri(id)],
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
+        )
+    }
+
+    /// Writes `<name>.pem` (leaf + intermediate) and `<name>.key` atomically
+    /// (a reloading gateway must never read half a file).
+    fn issue_with(
+        &self,
+        name: &str,
+        sans: Vec<SanType>,
+        eku: Vec<ExtendedKeyUsagePurpose>,
+    ) -> SerialNumber {
+        let mut p = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, name);
+        p.distinguished_name = dn;
+        p.is_ca = IsCa::ExplicitNoCa;
+        p.use_authority_key_identifier_extension = true;
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = eku;
+        p.subject_alt_names = sans;
+        let now = OffsetDateTime::now_utc();
+        p.not_before = now - Duration::from_secs(60);
+        p.not_after = now + Duration::from_secs(86400);
+        let s = serial();
+        p.serial_number = Some(s.clone());
+        let key = KeyPair::generate().unwrap();
+        let cert = p.signed_by(&key, &self.inter).unwrap();
+        atomic_write(
+            &self.dir.join(format!("{name}.pem")),
+            format!("{}{}", cert.pem(), self.inter.pem()).as_bytes(),
+        );
+        atomic_write(
+            &self.dir.join(format!("{name}.key")),
+            key.serialize_pem().as_bytes(),
+        );
+        s
+    }
+
+    pub fn write_crl(&self) {
+        let now = OffsetDateTime::now_utc();
+        let crl = CertificateRevocationListParams {
+            this_update: now - Duration::from_secs(60),
+            next_update: now + Duration::from_secs(3600),
+            crl_number: serial(),
+            issuing_distribution_point: None,
+            revoked_certs: self
+                .revoked
+                .iter()
+                .map(|s| RevokedCertParams {
+                    serial_number: s.clone(),
+                    revocation_time: now - Duration::from_secs(30),
+                    reason_code: Some(RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&self.inter)
+        .unwrap();
+        atomic_write(&self.dir.join("inter.crl"), crl.pem().unwrap().as_bytes());
+    }
+
+    pub fn revoke(&mut self, s: SerialNumber) {
+        self.revoked.push(s);
+        self.write_crl();
+    }
+}
+
+pub fn atomic_write(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("hardening-tmp");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(tmp, path).unwrap();
+}
+
+// ---------------------------------------------------------- upstreams ----
+
+/// An HTTP/1.1 upstream that records every request head it receives, byte
+/// for byte, and answers `200 ok`. A request for a path starting `/slow`
+/// waits `slow` before answering.
+#[derive(Clone)]
+pub struct Recorder {
+    pub port: u16,
+    pub heads: Arc<Mutex<Vec<String>>>,
+    pub open: Arc<AtomicUsize>,
+}
+
+fn read_head(r: &mut BufReader<TcpStream>) -> Option<String> {
+    let mut head = String::new();
+    for _ in 0..1000 {
+        let mut line = String::new();
+        match r.read_line(&mut line) {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+        if line == "\r\n" || line == "\n" {
+            return Some(head);
+        }
+        head.push_str(&line);
+    }
+    None
+}
+
+impl Recorder {
+    pub fn start(slow: Duration) -> Recorder {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let open = Arc::new(AtomicUsize::new(0));
+        let (h, o) = (heads.clone(), open.clone());
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(s) = s else { continue };
+                let (h, o) = (h.clone(), o.clone());
+                std::thread::spawn(move || {
+                    o.fetch_add(1, Ordering::SeqCst);
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+                    let mut w = s.try_clone().unwrap();
+                    let mut r = BufReader::new(s);
+                    while let Some(head) = read_head(&mut r) {
+                        h.lock().unwrap().push(head.clone());
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse::<usize>().ok())?
+                            })
+                            .unwrap_or(0);
+                        let mut body = vec![0; len.min(1 << 20)];
+                        if r.read_exact(&mut body).is_err() {
+                            break;
+                        }
+                        if head
+                            .split_whitespace()
+                            .nth(1)
+                            .is_some_and(|p| p.starts_with("/slow"))
+                        {
+                            std::thread::sleep(slow);
+                        }
+                        if w.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                    o.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        Recorder { port, heads, open }
+    }
+
+    pub fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+
+    /// The request targets (second word of each request line) received.
+    pub fn targets(&self) -> Vec<String> {
+        self.heads()
+            .iter()
+            .filter_map(|h| h.split_whitespace().nth(1).map(str::to_string))
+            .collect()
+    }
+
+    pub fn clear(&self) {
+        self.heads.lock().unwrap().clear();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+// ------------------------------------------------------------ gateway ----
+
+pub struct Gateway {
+    pub child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub admin: u16,
+    pub pki: Pki,
+    pub app: Recorder,
+    pub secret: Recorder,
+    pub slow: Recorder,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Gateway {
+    /// Starts a gateway with routes `app` (app.test), `secret` (secret.test,
+    /// denied to everyone), `slow` (slow.test, upstream answers `/slow*`
+    /// after 4 s) and `down` (down.test, nothing listening). `limits` is
+    /// extra `[limits]` keys.
+    pub fn start(limits: &str) -> Gateway {
+        Gateway::start_with("", limits)
+    }
+
+    pub fn start_with(top: &str, limits: &str) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::new(dir.path());
+        pki.issue_client("client", CLIENT);
+        pki.issue_client("other", OTHER);
+        let app = Recorder::start(Duration::ZERO);
+        let secret = Recorder::start(Duration::ZERO);
+        let slow = Recorder::start(Duration::from_secs(4));
+        let port = free_port();
+        let admin = free_port();
+        let dead = free_port();
+        std::fs::create_dir(dir.path().join("policy")).unwrap();
+        std::fs::write(dir.path().join("policy/main.json"), POLICY).unwrap();
+        let config = format!(
+            r#"
+listen = "127.0.0.1:{port}"
+admin_listen = "127.0.0.1:{admin}"
+trust_domain = "{TD}"
+trust_bundle = "root.pem"
+cert = "server.pem"
+key = "server.key"
+crls = ["inter.crl"]
+policy_dir = "policy"
+decision_log = "decisions.jsonl"
+reload_poll_secs = 1
+{top}
+
+[limits]
+upstream_connect_timeout_secs = 2
+{limits}
+
+[[http_routes]]
+name = "app"
+host = "app.test"
+upstream = "http://127.0.0.1:{a}"
+
+[[http_routes]]
+name = "secret"
+host = "secret.test"
+upstream = "http://127.0.0.1:{s}"
+
+[[http_routes]]
+name = "slow"
+host = "slow.test"
+upstream = "http://127.0.0.1:{w}"
+
+[[http_routes]]
+name = "down"
+host = "down.test"
+upstream = "http://127.0.0.1:{dead}"
+"#,
+            a = app.port,
+            s = secret.port,
+            w = slow.port,
+        );
+        std::fs::write(dir.path().join("gateway.toml"), config).unwrap();
+        let mut gw = Gateway {
+            child: None,
+            dir,
+            port,
+            admin,
+            pki,
+            app,
+            secret,
+            slow,
+        };
+        gw.spawn();
+        gw
+    }
+
+    /// (Re)starts the gateway process on the same ports and files, and waits
+    /// until it is ready.
+    pub fn spawn(&mut self) {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path("gateway.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ward"))
+            .args(["--log-level", "info", "gateway", "run", "--config"])
+            .arg(self.path("gateway.toml"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("gateway exited with {status}:\n{}", self.log());
+            }
+            if self.admin_get("/readyz").0 == 200 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gateway not ready:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Is the process still running?
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.path("gateway.log")).unwrap_or_default()
+    }
+
+    pub fn decisions(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.path("decisions.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Plain HTTP/1.0 GET on the admin listener: (status, body).
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.admin)) else {
+            return (0, String::new());
+        };
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: admin\r\n\r\n");
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|x| x.1)
+            .unwrap_or("")
+            .to_string();
+        (status, body)
+    }
+
+    /// The value of one metric sample (0 if absent).
+    pub fn metric(&self, name_and_labels: &str) -> f64 {
+        let (_, body) = self.admin_get("/metrics");
+        body.lines()
+            .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    pub fn sighup(&self) {
+        let ok = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Sends `bytes` over TLS (SNI `sni`, client cert `cert`, ALPN `alpn`)
+    /// with `openssl s_client`, then collects everything the gateway sends
+    /// back until it closes or `wait` passes. Nothing is normalised.
+    pub fn raw_tls(
+        &self,
+        cert: Option<&str>,
+        sni: &str,
+        alpn: &str,
+        bytes: &[u8],
+        wait: Duration,
+    ) -> Vec<u8> {
+        let mut c = Command::new("openssl");
+        c.args([
+            "s_client",
+            "-quiet",
+            "-nocommands",
+            "-verify_quiet",
+            "-connect",
+        ])
+        .arg(format!("127.0.0.1:{}", self.port))
+        .args(["-servername", sni, "-alpn", alpn, "-CAfile"])
+        .arg(self.path("root.pem"));
+        if let Some(name) = cert {
+            c.arg("-cert")
+                .arg(self.path(&format!("{name}.pem")))
+                .arg("-cert_chain")
+                .arg(self.path(&format!("{name}.pem")))
+                .arg("-key")
+                .arg(self.path(&format!("{name}.key")));
+        }
+        let mut child = c
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(if std::env::var_os("WARD_DEBUG_RAW").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let payload = bytes.to_vec();
+        // Writing may block if the gateway stops reading: do it aside.
+        // (s_client -quiet ignores EOF on stdin, so closing it is fine.)
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&payload);
+            let _ = stdin.flush();
+        });
+        let mut stdout = child.stdout.take().unwrap();
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let o = out.clone();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 16384];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                o.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = reader.join();
+        out.lock().unwrap().clone()
+    }
+
+    /// One raw HTTP/1.1 exchange: (status, whole response text). 0 means
+    /// the gateway answered nothing (closed the connection).
+    pub fn raw_http1(&self, cert: Option<&str>, sni: &str, request: &[u8]) -> (u16, String) {
+        let out = self.raw_tls(cert, sni, "http/1.1", request, Duration::from_secs(6));
+        let text = String::from_utf8_lossy(&out).to_string();
+        (status_of(&text), text)
+    }
+
+    /// curl with the named client certificate against `host`.
+    pub fn curl(
+        &self,
+        cert: Option<&str>,
+        host: &str,
+        extra: &[&str],
+        path: &str,
+    ) -> std::process::Output {
+        let mut c = Command::new("curl");
+        c.args(["-sS", "--max-time", "10", "--cacert"])
+            .arg(self.path("root.pem"))
+            .arg("--resolve")
+            .arg(format!("{host}:{}:127.0.0.1", self.port));
+        if let Some(name) = cert {
+            c.arg("--cert")
+                .arg(self.path(&format!("{name}.pem")))
+                .arg("--key")
+                .arg(self.path(&format!("{name}.key")));
+        }
+        c.args(extra);
+        c.arg(format!("https://{host}:{}{path}", self.port));
+        c.output().unwrap()
+    }
+
+    /// Status code of a simple GET through curl (0 on transport failure).
+    pub fn status(&self, cert: Option<&str>, host: &str, path: &str) -> u16 {
+        let out = self.curl(cert, host, &["-o", "/dev/null", "-w", "%{http_code}"], path);
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    }
+}
+
+pub fn status_of(text: &str) -> u16 {
+    text.strip_prefix("HTTP/1.1 ")
+        .and_then(|t| t.get(..3))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Resident set size (kB) and open file descriptors of a process.
+pub fn rss_and_fds(pid: u32) -> (u64, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    (rss, fds)
+}
+
+pub fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+// --------------------------------------------------------- raw HTTP/2 ----
+
+pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+pub fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+fn hpack_int(out: &mut Vec<u8>, first: u8, prefix_bits: u8, mut v: usize) {
+    let max = (1usize << prefix_bits) - 1;
+    if v < max {
+        out.push(first | v as u8);
+        return;
+    }
+    out.push(first | max as u8);
+    v -= max;
+    while v >= 128 {
+        out.push((v % 128) as u8 | 0x80);
+        v /= 128;
+    }
+    out.push(v as u8);
+}
+
+/// HPACK "literal header field without indexing — new name", no Huffman.
+pub fn hpack(headers: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (k, v) in headers {
+        out.push(0);
+        hpack_int(&mut out, 0, 7, k.len());
+        out.extend_from_slice(k.as_bytes());
+        hpack_int(&mut out, 0, 7, v.len());
+        out.extend_from_slice(v.as_bytes());
+    }
+    out
+}
+
+/// HEADERS (END_STREAM | END_HEADERS) for a GET.
+pub fn h2_get(stream: u32, authority: &str, path: &str) -> Vec<u8> {
+    let block = hpack(&[
+        (":method", "GET"),
+        (":scheme", "https"),
+        (":authority", authority),
+        (":path", path),
+    ]);
+    h2_frame(1, 0x5, stream, &block)
+}
+
+/// Parses a server byte stream into (type, flags, stream, payload) frames.
+pub fn h2_frames(mut b: &[u8]) -> Vec<(u8, u8, u32, Vec<u8>)> {
+    let mut v = Vec::new();
+    while b.len() >= 9 {
+        let len = (usize::from(b[0]) << 16) | (usize::from(b[1]) << 8) | usize::from(b[2]);
+        if b.len() < 9 + len {
+            break;
+        }
+        let stream = u32::from_be_bytes([b[5], b[6], b[7], b[8]]) & 0x7fff_ffff;
+        v.push((b[3], b[4], stream, b[9..9 + len].to_vec()));
+        b = &b[9 + len..];
+    }
+    v
+}
+
+/// HTTP/2 `:status` of a stream's HEADERS, when the server sent it with the
+/// static-table index (hyper does for 200/204/206/304/400/404/500) or as a
+/// literal with an indexed name; None otherwise.
+pub fn h2_status(frames: &[(u8, u8, u32, Vec<u8>)], stream: u32) -> Option<u16> {
+    let (_, _, _, p) = frames.iter().find(|f| f.0 == 1 && f.2 == stream)?;
+    let first = *p.first()?;
+    let indexed = [
+        (0x88, 200),
+        (0x89, 204),
+        (0x8a, 206),
+        (0x8b, 304),
+        (0x8c, 400),
+        (0x8d, 404),
+        (0x8e, 500),
+    ];
+    if let Some((_, s)) = indexed.iter().find(|(b, _)| *b == first) {
+        return Some(*s);
+    }
+    // Literal with name index 8 (:status): 0x08 / 0x48 / 0x18 then length 3.
+    if matches!(first & 0x0f, 8) && p.get(1) == Some(&3) {
+        return std::str::from_utf8(p.get(2..5)?).ok()?.parse().ok();
+    }
+    None
+}
