@@ -248,6 +248,22 @@ async fn refused_requests_say_why_and_store_nothing() {
     let before = ca.count();
     let log_before = ca.ca.translog().reader().sth().unwrap().tree_size;
 
+    // A client pinned to another root refuses the server before sending
+    // anything.
+    let wrong = CaClient::new(
+        &ca.url,
+        RootPin::Fingerprint(format!("sha256:{}", "00".repeat(32))),
+    )
+    .unwrap();
+    match wrong
+        .enroll("ward1.00.nope", &csr(None).0)
+        .await
+        .unwrap_err()
+    {
+        Error::Transport(m) => assert!(m.contains("pinned root"), "{m}"),
+        other => panic!("expected a pinning failure, got {other}"),
+    }
+
     // Unknown token.
     let e = remote(
         client

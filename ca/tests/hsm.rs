@@ -168,7 +168,65 @@ fn init_then_issue_passes_openssl_pkilint_go_and_webpki() {
         .arg(&leafp));
     assert!(ok, "openssl verify: {out}");
 
-    for cert in [&root, &interp, &leafp] {
+    // Also a leaf with DNS names (serverAuth) and a user leaf (e-mail),
+    // from an RSA-2048 CSR made by OpenSSL.
+    let dns_tok = token(
+        &ca,
+        "spiffe://corp.example/ns/prod/sa/api",
+        &["api.corp.example"],
+    );
+    let dns_leaf = ca.enroll(&dns_tok, &common::csr(None).0).unwrap();
+    let dns_leafp = write(
+        dir.path(),
+        "dns.pem",
+        cert_pem(&pem_to_ders(&dns_leaf.chain_pem)[0]).as_bytes(),
+    );
+    let user_tok = authority::create_token(
+        ca.config(),
+        ca.store().as_ref(),
+        &TokenSpec {
+            identity: "spiffe://corp.example/user/alice".into(),
+            ttl: Duration::from_secs(600),
+            profile: Profile::User,
+            dns_names: vec![],
+            email: Some("alice@corp.example".into()),
+        },
+    )
+    .unwrap()
+    .secret;
+    let (ok, out) = run(Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=alice",
+            "-keyout",
+        ])
+        .arg(dir.path().join("rsa.key"))
+        .arg("-out")
+        .arg(dir.path().join("rsa.csr")));
+    assert!(ok, "{out}");
+    let rsa_csr = std::fs::read_to_string(dir.path().join("rsa.csr")).unwrap();
+    let user_leaf = ca.enroll(&user_tok, &rsa_csr).unwrap();
+    let user_leafp = write(
+        dir.path(),
+        "user.pem",
+        cert_pem(&pem_to_ders(&user_leaf.chain_pem)[0]).as_bytes(),
+    );
+    for leaf in [&dns_leafp, &user_leafp] {
+        let (ok, out) = run(Command::new("openssl")
+            .args(["verify", "-purpose", "sslclient", "-CAfile"])
+            .arg(&root)
+            .arg("-untrusted")
+            .arg(&interp)
+            .arg(leaf));
+        assert!(ok, "openssl verify {}: {out}", leaf.display());
+    }
+
+    for cert in [&root, &interp, &leafp, &dns_leafp, &user_leafp] {
         let (_, out) = run(Command::new("lint_pkix_cert")
             .args(["lint", "-s", "NOTICE"])
             .arg(cert));
@@ -179,7 +237,13 @@ fn init_then_issue_passes_openssl_pkilint_go_and_webpki() {
             cert.display()
         );
     }
-    for (issuer, subject) in [(&root, &interp), (&interp, &leafp), (&root, &root)] {
+    for (issuer, subject) in [
+        (&root, &interp),
+        (&interp, &leafp),
+        (&interp, &dns_leafp),
+        (&interp, &user_leafp),
+        (&root, &root),
+    ] {
         let (_, out) = run(Command::new("lint_pkix_signer_signee_cert_chain")
             .args(["lint", "-s", "NOTICE"])
             .arg(issuer)
