@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -137,25 +137,45 @@ pub struct Question<'a> {
 #[derive(Debug)]
 pub struct Decider {
     log: Mutex<File>,
+    path: PathBuf,
     metrics: Metrics,
+}
+
+/// Opens the decision log for appending, readable by owner and group only:
+/// it names every principal and where it connected from.
+fn open_log(path: &Path) -> Result<File, Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
+        .map_err(|source| Error::File {
+            what: "decision log",
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 impl Decider {
     /// Opens (appends to) the decision log.
     pub fn open(path: &Path, metrics: Metrics) -> Result<Decider, Error> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|source| Error::File {
-                what: "decision log",
-                path: path.to_path_buf(),
-                source,
-            })?;
         Ok(Decider {
-            log: Mutex::new(file),
+            log: Mutex::new(open_log(path)?),
+            path: path.to_path_buf(),
             metrics,
         })
+    }
+
+    /// Opens the log file again (after logrotate moved it away); on
+    /// failure the old file stays in use.
+    pub fn reopen(&self) -> Result<(), Error> {
+        let file = open_log(&self.path)?;
+        match self.log.lock() {
+            Ok(mut f) => *f = file,
+            Err(poisoned) => *poisoned.into_inner() = file,
+        }
+        Ok(())
     }
 
     /// Decides `q` for `conn` with `policy` (and, in shadow mode,

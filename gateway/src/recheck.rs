@@ -204,3 +204,35 @@ impl Body for Guarded {
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn standing() -> Standing {
+        Standing {
+            route: "app".into(),
+            action: "http:GET".into(),
+            resource: "route/app/x".into(),
+            context: Context::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn streams_register_end_and_are_killed() {
+        let streams = Arc::new(OpenStreams::default());
+        assert!(streams.is_empty());
+        let (g1, _rx1) = streams.register(standing());
+        let (g2, rx2) = streams.register(standing());
+        assert!(!streams.is_empty());
+        drop(g1);
+        assert!(!streams.is_empty());
+        let emptied = streams.emptied.notified();
+        streams.kill_all("revoked");
+        assert_eq!(rx2.await.unwrap(), "revoked");
+        assert!(streams.is_empty());
+        emptied.await;
+        drop(g2);
+        assert!(streams.is_empty());
+    }
+}

@@ -99,6 +99,9 @@ fn load_policy(shared: &Shared, part: &'static str, dir: &Path, old: &Arc<Policy
 /// Returns whether every part loaded.
 pub fn reload(shared: &Shared) -> bool {
     let failures_before = total_failures(shared);
+    if let Err(e) = shared.decider.reopen() {
+        tracing::error!(error = %e.report(), "cannot reopen the decision log; still writing the old file");
+    }
     let old = shared.current();
     let policy = load_policy(shared, "policy", &shared.config.policy_dir, &old.policy);
     let mut candidates = HashMap::new();
