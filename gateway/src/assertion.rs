@@ -98,6 +98,72 @@ impl Signer {
     }
 }
 
+/// Why an assertion was refused by [`verify`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("identity assertion refused: {0}")]
+pub struct VerifyError(pub &'static str);
+
+/// The verifier for upstreams (and tests): checks an `X-Ward-Assertion`
+/// against the gateway's JWKS and returns its claims. Only ES256 with a kid
+/// from `jwks` is accepted (`alg: none` and anything else are refused), the
+/// signature must verify, `iss` must be `ward-gateway`, `route` must be the
+/// route the caller serves (a token replayed to another route fails), and
+/// `now` (Unix seconds) must lie in `[iat - 60, exp)`.
+pub fn verify(
+    jwks: &serde_json::Value,
+    token: &str,
+    route: &str,
+    now: i64,
+) -> Result<serde_json::Value, VerifyError> {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
+    let mut parts = token.split('.');
+    let (Some(h), Some(c), Some(sig), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(VerifyError("not three dot-separated parts"));
+    };
+    let json = |p: &str| -> Result<serde_json::Value, VerifyError> {
+        let bytes = B64.decode(p).map_err(|_| VerifyError("bad base64url"))?;
+        serde_json::from_slice(&bytes).map_err(|_| VerifyError("bad JSON"))
+    };
+    let header = json(h)?;
+    if header["alg"] != "ES256" {
+        return Err(VerifyError("alg is not ES256"));
+    }
+    let key = jwks["keys"]
+        .as_array()
+        .and_then(|keys| keys.iter().find(|k| k["kid"] == header["kid"]))
+        .ok_or(VerifyError("kid not in the JWKS"))?;
+    let coord = |name: &str| {
+        key[name]
+            .as_str()
+            .and_then(|v| B64.decode(v).ok())
+            .filter(|v| v.len() == 32)
+            .ok_or(VerifyError("bad JWK coordinates"))
+    };
+    let mut point = vec![4u8];
+    point.extend(coord("x")?);
+    point.extend(coord("y")?);
+    let sig = B64.decode(sig).map_err(|_| VerifyError("bad base64url"))?;
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point)
+        .verify(format!("{h}.{c}").as_bytes(), &sig)
+        .map_err(|_| VerifyError("bad signature"))?;
+    let claims = json(c)?;
+    if claims["iss"] != "ward-gateway" {
+        return Err(VerifyError("wrong issuer"));
+    }
+    if claims["route"] != route {
+        return Err(VerifyError("issued for another route"));
+    }
+    let (Some(iat), Some(exp)) = (claims["iat"].as_i64(), claims["exp"].as_i64()) else {
+        return Err(VerifyError("no iat/exp"));
+    };
+    if now >= exp || now < iat.saturating_sub(60) {
+        return Err(VerifyError("expired or not yet valid"));
+    }
+    Ok(claims)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +178,35 @@ mod tests {
             fingerprint: [7; 32],
             not_after: 2_000_000_000,
         }
+    }
+
+    #[test]
+    fn verify_refuses_other_routes_tampering_alg_none_and_expiry() {
+        let s = Signer::generate().unwrap();
+        let jwks = s.jwks();
+        let tok = s.assert(&identity(), &[], "ledger", 1_000, 300).unwrap();
+        assert_eq!(
+            verify(&jwks, &tok, "ledger", 1_000).unwrap()["route"],
+            "ledger"
+        );
+        assert!(verify(&jwks, &tok, "billing", 1_000).is_err());
+        assert!(verify(&jwks, &tok, "ledger", 1_300).is_err());
+        let parts: Vec<&str> = tok.split('.').collect();
+        let forged =
+            B64.encode(r#"{"iss":"ward-gateway","route":"billing","iat":1000,"exp":1300}"#);
+        assert!(
+            verify(
+                &jwks,
+                &format!("{}.{forged}.{}", parts[0], parts[2]),
+                "billing",
+                1_000
+            )
+            .is_err()
+        );
+        let none = B64.encode(r#"{"alg":"none","typ":"JWT"}"#);
+        assert!(verify(&jwks, &format!("{none}.{}.", parts[1]), "ledger", 1_000).is_err());
+        let other = Signer::generate().unwrap();
+        assert!(verify(&other.jwks(), &tok, "ledger", 1_000).is_err());
     }
 
     #[test]
