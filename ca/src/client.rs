@@ -268,7 +268,7 @@ impl CaClient {
         Ok((status, bytes))
     }
 
-    async fn call<T: DeserializeOwned>(
+    pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
