@@ -200,7 +200,7 @@ fn init_serve_enrol_renew_revoke_crl_issue_list_status() {
         "{list}"
     );
 
-    let (_server, url, served_fp) = serve(&env, &config);
+    let (mut server, url, served_fp) = serve(&env, &config);
     assert_eq!(served_fp, root_fp);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -333,6 +333,18 @@ fn init_serve_enrol_renew_revoke_crl_issue_list_status() {
         "{status}"
     );
     assert!(status.contains("2 revoked"), "{status}");
+
+    // SIGTERM stops the server cleanly.
+    let pid = server.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let exit = server.0.wait().unwrap();
+    assert!(exit.success(), "ward ca serve exited with {exit}");
 }
 
 fn x509_parser_crl(der: &[u8]) -> ((), Vec<String>) {

@@ -563,3 +563,50 @@ fn file_keys_work_and_say_they_are_not_hsm_protected() {
     let t = token(&ca, "spiffe://corp.example/demo", &[]);
     ca.enroll(&t, &csr(None).0).unwrap();
 }
+
+#[test]
+fn optional_uri_name_constraint_is_on_the_intermediate_and_webpki_rejects_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "uri_name_constraints = true");
+    let report = authority::init(&cfg).unwrap();
+    let (_, inter) = parse_x509_certificate(&report.issuing_der).unwrap();
+    let nc = inter.name_constraints().unwrap().unwrap();
+    assert!(nc.critical);
+    let ca = Ca::open(cfg).unwrap();
+    let t = token(&ca, "spiffe://corp.example/nc", &[]);
+    let issued = ca.enroll(&t, &csr(None).0).unwrap();
+    let ders = pem_to_ders(&issued.chain_pem);
+    // OpenSSL honours the constraint and accepts the chain...
+    let root = write(
+        dir.path(),
+        "root.pem",
+        cert_pem(&report.root_der).as_bytes(),
+    );
+    let interp = write(
+        dir.path(),
+        "inter.pem",
+        cert_pem(&report.issuing_der).as_bytes(),
+    );
+    let leafp = write(dir.path(), "leaf.pem", cert_pem(&ders[0]).as_bytes());
+    let (ok, out) = run(Command::new("openssl")
+        .args(["verify", "-purpose", "sslclient", "-CAfile"])
+        .arg(&root)
+        .arg("-untrusted")
+        .arg(&interp)
+        .arg(&leafp));
+    assert!(ok, "{out}");
+    // ...while rustls-webpki refuses it (RUSTSEC-2026-0098): why it is off
+    // by default.
+    ward_ca::server::install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(report.root_der.clone().into()).unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder(roots.into())
+        .build()
+        .unwrap();
+    let r = verifier.verify_client_cert(
+        &ders[0].clone().into(),
+        &[ders[1].clone().into()],
+        rustls::pki_types::UnixTime::now(),
+    );
+    assert!(r.is_err(), "webpki accepted a URI name-constrained chain");
+}

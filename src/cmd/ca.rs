@@ -293,8 +293,14 @@ fn serve(config: &Path) -> anyhow::Result<ExitCode> {
         println!("serving https://{addr} root {}", fingerprint(ca.root_der()));
         std::io::stdout().flush()?;
         tracing::info!(%addr, "ward ca serving");
-        ward_ca::server::serve(ca, listener, async {
-            let _ = tokio::signal::ctrl_c().await;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        ward_ca::server::serve(ca, listener, async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            tracing::info!("ward ca: shutting down");
         })
         .await?;
         Ok::<_, anyhow::Error>(())
