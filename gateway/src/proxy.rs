@@ -364,13 +364,13 @@ async fn handle_inner(
         return (resp, Some((name, "deny")));
     }
 
-    let assertion = match shared.signer.assert(
-        &conn.identity,
-        &groups,
-        &name,
-        now.unix_timestamp(),
-        shared.config.limits.assertion_ttl_secs,
-    ) {
+    let ttl = shared.config.limits.assertion_ttl_secs;
+    let signed = streams.assertion(&name, state.generation, now.unix_timestamp(), ttl, || {
+        shared
+            .signer
+            .assert(&conn.identity, &groups, &name, now.unix_timestamp(), ttl)
+    });
+    let assertion = match signed {
         Ok(a) => a,
         Err(e) => {
             tracing::error!(error = %e, "cannot sign an assertion");

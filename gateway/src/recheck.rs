@@ -45,6 +45,16 @@ pub struct OpenStreams {
     map: Mutex<HashMap<u64, Entry>>,
     /// Notified whenever the last open stream ends.
     pub emptied: tokio::sync::Notify,
+    /// Per-connection assertion cache, see [`OpenStreams::assertion`].
+    assertions: Mutex<HashMap<String, CachedAssertion>>,
+}
+
+/// A signed assertion and what it was signed for.
+#[derive(Debug, Clone)]
+struct CachedAssertion {
+    generation: u64,
+    issued_at: i64,
+    token: String,
 }
 
 /// Removes a stream from the registry when it ends.
@@ -84,6 +94,42 @@ impl OpenStreams {
             },
             rx,
         )
+    }
+
+    /// The connection's assertion for `route`, signed by `sign` only when
+    /// there is none yet, the policy generation changed (groups may have),
+    /// or half its lifetime has passed. An ES256 signature costs more than
+    /// the rest of a request's work, and the token is the same for every
+    /// request of one connection on one route.
+    pub fn assertion<E>(
+        &self,
+        route: &str,
+        generation: u64,
+        now: i64,
+        ttl_secs: u64,
+        sign: impl FnOnce() -> Result<String, E>,
+    ) -> Result<String, E> {
+        let half = i64::try_from(ttl_secs / 2).unwrap_or(0);
+        if let Ok(cache) = self.assertions.lock()
+            && let Some(c) = cache.get(route)
+            && c.generation == generation
+            && now >= c.issued_at
+            && now < c.issued_at + half
+        {
+            return Ok(c.token.clone());
+        }
+        let token = sign()?;
+        if let Ok(mut cache) = self.assertions.lock() {
+            cache.insert(
+                route.to_string(),
+                CachedAssertion {
+                    generation,
+                    issued_at: now,
+                    token: token.clone(),
+                },
+            );
+        }
+        Ok(token)
     }
 
     /// Whether no stream is open.
@@ -234,5 +280,26 @@ mod tests {
         emptied.await;
         drop(g2);
         assert!(streams.is_empty());
+    }
+
+    #[test]
+    fn assertions_are_reused_until_half_their_life_or_a_reload() {
+        let streams = OpenStreams::default();
+        let signed = AtomicU64::new(0);
+        let get = |route: &str, generation: u64, now: i64| {
+            streams
+                .assertion(route, generation, now, 300, || {
+                    signed.fetch_add(1, Ordering::Relaxed);
+                    Ok::<_, ()>(format!("{route}-{generation}-{now}"))
+                })
+                .unwrap()
+        };
+        assert_eq!(get("a", 1, 1000), "a-1-1000");
+        assert_eq!(get("a", 1, 1149), "a-1-1000");
+        assert_eq!(get("a", 1, 1150), "a-1-1150", "half of the TTL passed");
+        assert_eq!(get("b", 1, 1150), "b-1-1150", "per route");
+        assert_eq!(get("a", 2, 1151), "a-2-1151", "policy reloaded");
+        assert_eq!(get("a", 2, 900), "a-2-900", "clock went back");
+        assert_eq!(signed.load(Ordering::Relaxed), 5);
     }
 }
