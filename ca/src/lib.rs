@@ -8,6 +8,7 @@
 pub mod authority;
 pub mod certutil;
 pub mod client;
+mod client_log;
 pub mod config;
 pub mod crl;
 pub mod csr;

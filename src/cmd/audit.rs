@@ -1,11 +1,22 @@
 //! `ward audit …`: search and verify the certificate transparency log.
 //!
-//! Every command reads the log from a source. Today that is the CA's
-//! SQLite file (`--db`, read-only, offline); the API client will add an
-//! online source behind the same [`LogSource`] trait, so `verify` does not
-//! care where the entries came from. Verification trusts only the log key
-//! given with `--log-key` (from the trust bundle), never the key in the
-//! database.
+//! Every command reads the log from a source: the CA's SQLite file
+//! (`--db`, read-only, offline) or the CA's API (`--ca URL --fingerprint
+//! sha256:…`, the root pinned as everywhere else). Both feed the same
+//! streaming audit through [`LogSource`]. Verification trusts only the log
+//! key given with `--log-key` (from the trust bundle), never the key in the
+//! database nor the one the CA serves.
+//!
+//! Online, the CA serves only its newest signed tree head (`/v1/log/sth`),
+//! not every head it ever signed. So `verify --ca` downloads that head, then
+//! every entry up to it, rebuilds the tree and compares the root; a CA that
+//! serves entries other than the ones it signed is caught there. To name
+//! the first bad entry without the intermediate heads, it then bisects with
+//! consistency proofs from the CA, each checked locally against the
+//! downloaded prefix and the signed head (a proof the CA cannot make for a
+//! prefix is evidence against that prefix). `--from-sth` is checked twice:
+//! against the rebuilt prefix, and with the CA's consistency proof to its
+//! newest head, verified locally.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -14,15 +25,34 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Subcommand;
+use ward_ca::client::{CaClient, RootPin};
+use ward_ca::translog::merkle::{self, Frontier, Hash};
+use ward_ca::translog::store::StoredEntry;
 use ward_ca::translog::{
-    CertJson, CertQuery, LogPublicKey, LogReader, LogSource, ProofJson, Requester, SignedTreeHead,
-    SthJson, audit, verify_consistency_json, verify_inclusion_json, verify_sth_json,
+    CertJson, CertQuery, EntryJson, LogItem, LogPublicKey, LogReader, LogSource, Problem,
+    ProofJson, Report, Requester, SignedTreeHead, SthJson, Tamper, audit, verify_consistency_json,
+    verify_inclusion_json, verify_sth_json,
 };
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where the log is read from: the CA's database file, or the CA's API.
+#[derive(Debug, Clone, clap::Args)]
+struct Origin {
+    /// The CA's database file (read-only, offline).
+    #[arg(long, conflicts_with = "ca")]
+    db: Option<PathBuf>,
+    /// The CA's URL (`https://host:port`): read the log through its API.
+    #[arg(long, requires = "fingerprint")]
+    ca: Option<String>,
+    /// The CA root's fingerprint (`sha256:<hex>`, printed by `ward ca
+    /// init`), pinned for `--ca`.
+    #[arg(long, requires = "ca")]
+    fingerprint: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -32,9 +62,8 @@ enum Command {
     /// Prints a table on a terminal and JSON lines otherwise, unless
     /// `--json` or `--csv` says which.
     Search {
-        /// The CA's database file.
-        #[arg(long)]
-        db: PathBuf,
+        #[command(flatten)]
+        from: Origin,
         /// SPIFFE ID to search for.
         #[arg(long)]
         identity: Option<String>,
@@ -53,16 +82,25 @@ enum Command {
         /// CSV with a header line.
         #[arg(long)]
         csv: bool,
+        /// With `--ca`: client certificate chain (PEM) of an identity the
+        /// CA lets read the log (`ca:ReadLog`: `server.admins` or the admin
+        /// policy).
+        #[arg(long, requires = "ca", requires = "key")]
+        cert: Option<PathBuf>,
+        /// With `--ca`: the private key (PEM) of `--cert`.
+        #[arg(long, requires = "cert")]
+        key: Option<PathBuf>,
     },
     /// Rebuild the Merkle tree from every entry and check every signature.
     ///
     /// Exits non-zero naming the first bad entry if anything was edited,
     /// removed, reordered or inserted.
     Verify {
-        /// The CA's database file.
-        #[arg(long)]
-        db: PathBuf,
-        /// The log's public key (SPKI PEM, from the trust bundle).
+        #[command(flatten)]
+        from: Origin,
+        /// The log's public key (SPKI PEM, from the trust bundle). Always
+        /// required, online too: the key the CA serves is the CA's own word,
+        /// and the audit must not trust the server it audits.
         #[arg(long)]
         log_key: PathBuf,
         /// A signed tree head saved earlier (`ward audit sth`); the log must
@@ -72,23 +110,23 @@ enum Command {
     },
     /// Print the newest signed tree head as JSON (save it for `--from-sth`).
     Sth {
-        /// The CA's database file.
-        #[arg(long)]
-        db: PathBuf,
+        #[command(flatten)]
+        from: Origin,
         /// Check its signature with this key (SPKI PEM) before printing.
         #[arg(long)]
         log_key: Option<PathBuf>,
     },
     /// Print and check the inclusion proof of one certificate.
     Prove {
-        /// The CA's database file.
-        #[arg(long)]
-        db: PathBuf,
+        #[command(flatten)]
+        from: Origin,
         /// Serial number (hex, colons allowed).
         #[arg(long)]
         serial: String,
         /// The log's public key (SPKI PEM); without it the signature is
-        /// checked with the key recorded in the database, and says so.
+        /// checked with the key recorded in the database (or, with `--ca`,
+        /// served in the CA's bundle), which proves nothing against the CA,
+        /// and says so.
         #[arg(long)]
         log_key: Option<PathBuf>,
     },
@@ -103,9 +141,8 @@ enum Command {
     },
     /// Follow new log entries as JSON lines (for a SIEM).
     Watch {
-        /// The CA's database file.
-        #[arg(long)]
-        db: PathBuf,
+        #[command(flatten)]
+        from: Origin,
         /// Resume after this entry index (default: from the first entry).
         #[arg(long)]
         since_index: Option<u64>,
@@ -121,15 +158,18 @@ enum Command {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         Command::Search {
-            db,
+            from,
             identity,
             serial,
             since,
             until,
             json,
             csv,
+            cert,
+            key,
         } => search(
-            &db,
+            &from,
+            cert.as_deref().zip(key.as_deref()),
             &CertQuery {
                 identity,
                 serial,
@@ -139,30 +179,316 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Format::pick(json, csv),
         ),
         Command::Verify {
-            db,
+            from,
             log_key,
             from_sth,
-        } => verify(&mut open_source(&db)?, &log_key, from_sth.as_deref()),
-        Command::Sth { db, log_key } => sth(&db, log_key.as_deref()),
+        } => verify(&from, &log_key, from_sth.as_deref()),
+        Command::Sth { from, log_key } => sth(&from, log_key.as_deref()),
         Command::Prove {
-            db,
+            from,
             serial,
             log_key,
-        } => prove(&db, &serial, log_key.as_deref()),
+        } => prove(&from, &serial, log_key.as_deref()),
         Command::CheckProof { file, log_key } => check_proof(&file, &log_key),
         Command::Watch {
-            db,
+            from,
             since_index,
             once,
             interval_ms,
-        } => watch(&db, since_index, once, Duration::from_millis(interval_ms)),
+        } => watch(&from, since_index, once, Duration::from_millis(interval_ms)),
     }
 }
 
-/// Where `verify` reads the log from. Only the offline store exists so far;
-/// an API-backed source plugs in here.
-fn open_source(db: &Path) -> anyhow::Result<Box<dyn LogSource>> {
-    Ok(Box::new(open_reader(db)?))
+/// The log opened from the database or the API.
+enum Opened {
+    Db(LogReader),
+    Api(Api),
+}
+
+fn open(from: &Origin) -> anyhow::Result<Opened> {
+    match (&from.db, &from.ca, &from.fingerprint) {
+        (Some(db), None, _) => Ok(Opened::Db(open_reader(db)?)),
+        (None, Some(url), Some(fp)) => Ok(Opened::Api(Api::connect(url, fp)?)),
+        (None, Some(_), None) => {
+            anyhow::bail!("--ca needs --fingerprint sha256:<hex> of the CA root")
+        }
+        _ => anyhow::bail!(
+            "say where the log is: --db PATH (the CA's database, offline) or --ca URL --fingerprint sha256:<hex>"
+        ),
+    }
+}
+
+/// Where `verify` reads the log from: the store, or the API.
+fn open_source(opened: &Opened) -> Box<dyn LogSource + '_> {
+    match opened {
+        Opened::Db(reader) => Box::new(DbSource(reader)),
+        Opened::Api(api) => Box::new(ApiSource::new(api)),
+    }
+}
+
+struct DbSource<'a>(&'a LogReader);
+
+impl LogSource for DbSource<'_> {
+    fn read(
+        &mut self,
+        visit: &mut dyn FnMut(LogItem) -> Result<(), ward_ca::Error>,
+    ) -> Result<(), ward_ca::Error> {
+        self.0.read_all(visit)
+    }
+}
+
+/// Longest wait for one API call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The CA's API, with a runtime to call it from these synchronous commands.
+struct Api {
+    client: CaClient,
+    rt: tokio::runtime::Runtime,
+    url: String,
+}
+
+impl Api {
+    fn connect(url: &str, fingerprint: &str) -> anyhow::Result<Self> {
+        let client = CaClient::new(url, RootPin::Fingerprint(fingerprint.to_owned()))
+            .with_context(|| format!("the CA at {url}"))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        Ok(Self {
+            client,
+            rt,
+            url: url.to_owned(),
+        })
+    }
+
+    /// One call, bounded by [`CALL_TIMEOUT`].
+    fn run<T>(
+        &self,
+        call: impl Future<Output = Result<T, ward_ca::Error>>,
+    ) -> Result<T, ward_ca::Error> {
+        self.rt.block_on(async {
+            tokio::time::timeout(CALL_TIMEOUT, call)
+                .await
+                .map_err(|_| {
+                    ward_ca::Error::Transport(format!(
+                        "{} did not answer within {} s",
+                        self.url,
+                        CALL_TIMEOUT.as_secs()
+                    ))
+                })?
+        })
+    }
+
+    fn latest(&self) -> Result<SignedTreeHead, ward_ca::Error> {
+        SignedTreeHead::try_from(&self.run(self.client.log_sth())?)
+    }
+}
+
+/// Entries per `/v1/log/entries` call (the CA's page limit).
+const PAGE: u64 = ward_ca::translog::api::MAX_PAGE;
+
+/// The log as the CA's API serves it: its newest signed head, then every
+/// entry up to that head, paged. Keeps the recomputed leaf hashes (32 bytes
+/// an entry) to locate a bad entry afterwards.
+struct ApiSource<'a> {
+    api: &'a Api,
+    head: Option<SignedTreeHead>,
+    leaves: Vec<Hash>,
+    /// The first entry the CA failed to serve, and why.
+    unreadable: Option<(u64, String)>,
+}
+
+impl<'a> ApiSource<'a> {
+    fn new(api: &'a Api) -> Self {
+        Self {
+            api,
+            head: None,
+            leaves: Vec::new(),
+            unreadable: None,
+        }
+    }
+
+    /// Entries `start..=end`; when the page fails, one by one up to the
+    /// first that fails (recorded in `unreadable`).
+    fn page(&mut self, start: u64, end: u64) -> Result<Vec<StoredEntry>, ward_ca::Error> {
+        match self.api.run(self.api.client.log_entries_raw(start, end)) {
+            Ok(page) => Ok(page),
+            Err(e) if is_bad_range(&e) => Ok(Vec::new()),
+            Err(_) => {
+                let mut out = Vec::new();
+                for i in start..=end {
+                    match self.api.run(self.api.client.log_entries_raw(i, i)) {
+                        Ok(one) => out.extend(one),
+                        Err(e) => {
+                            self.unreadable = Some((i, e.to_string()));
+                            break;
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+fn is_bad_range(e: &ward_ca::Error) -> bool {
+    matches!(e, ward_ca::Error::Remote { code, .. } if code == "bad_range")
+}
+
+impl LogSource for ApiSource<'_> {
+    fn read(
+        &mut self,
+        visit: &mut dyn FnMut(LogItem) -> Result<(), ward_ca::Error>,
+    ) -> Result<(), ward_ca::Error> {
+        let head = self.api.latest()?;
+        let size = head.head.tree_size;
+        self.head = Some(head.clone());
+        visit(LogItem::Heads(vec![head]))?;
+        let mut next = 0u64;
+        while next < size && self.unreadable.is_none() {
+            let end = size.min(next.saturating_add(PAGE)) - 1;
+            let page = self.page(next, end)?;
+            let Some(last) = page.last().map(|e| e.index) else {
+                break; // the CA holds fewer entries than it signed
+            };
+            for e in page {
+                self.leaves.push(merkle::leaf_hash(&e.bytes));
+                visit(LogItem::Entry(e))?;
+            }
+            if last < next {
+                break; // not moving forward: the audit names what was read
+            }
+            next = last.saturating_add(1);
+        }
+        Ok(())
+    }
+}
+
+/// The first entry of `leaves` not proven to be in `head`: the largest `k`
+/// whose prefix `0..k` the CA proves (by a consistency proof checked here,
+/// or the root itself at the head's size) to be a prefix of the signed tree.
+/// `None` when every entry read up to the head's size is proven.
+fn locate(api: &Api, leaves: &[Hash], head: &SignedTreeHead) -> Option<u64> {
+    let size = head.head.tree_size;
+    let n = size.min(leaves.len() as u64);
+    let proven = |k: u64| -> bool {
+        if k == 0 {
+            return true;
+        }
+        let mut f = Frontier::new();
+        for l in leaves.iter().take(usize::try_from(k).unwrap_or(usize::MAX)) {
+            f.push(*l);
+        }
+        if k == size {
+            return f.root() == head.head.root_hash;
+        }
+        let Ok(p) = api.run(api.client.consistency_proof(k, size)) else {
+            return false;
+        };
+        let path: Result<Vec<Hash>, _> = p
+            .consistency_path
+            .iter()
+            .map(|h| ward_ca::translog::sth::decode_hash(h, "consistency_path"))
+            .collect();
+        path.is_ok_and(|path| {
+            merkle::verify_consistency(k, size, &f.root(), &head.head.root_hash, &path).is_ok()
+        })
+    };
+    if proven(n) {
+        return None;
+    }
+    let (mut good, mut bad) = (0, n);
+    while bad - good > 1 {
+        let mid = good + (bad - good) / 2;
+        if proven(mid) {
+            good = mid;
+        } else {
+            bad = mid;
+        }
+    }
+    Some(good)
+}
+
+/// The audit through the API, then what only the API path needs: the
+/// first entry the CA could not serve, the bad entry located by
+/// consistency proofs, and the saved head's consistency proof.
+fn audit_online(
+    api: &Api,
+    key: &LogPublicKey,
+    saved: Option<&SignedTreeHead>,
+) -> anyhow::Result<Report> {
+    let mut source = ApiSource::new(api);
+    let mut report = audit(&mut source, key, saved)
+        .with_context(|| format!("reading the log from {}", api.url))?;
+    if let Some((index, why)) = source.unreadable.take() {
+        let earlier =
+            matches!(&report.problem, Some(Problem::Entry { index: i, .. }) if *i < index);
+        if !earlier {
+            report.problem = Some(Problem::Entry {
+                index,
+                what: Tamper::Edited,
+                detail: format!("the CA cannot serve it: {why}"),
+            });
+        }
+        return Ok(report);
+    }
+    let Some(head) = source.head.clone() else {
+        return Ok(report);
+    };
+    if let Some(Problem::Entry {
+        index,
+        what,
+        detail,
+    }) = &mut report.problem
+        && detail.contains("signed together")
+        && let Some(k) = locate(api, &source.leaves, &head)
+    {
+        *index = k;
+        if *what == Tamper::Missing && k < source.leaves.len() as u64 {
+            *what = Tamper::Edited;
+        }
+        *detail = format!(
+            "it is not what the CA signed: its consistency proofs show that entries 0..{k} \
+             are a prefix of its signed tree head of size {}, and no proof holds with entry {k}",
+            head.head.tree_size
+        );
+    }
+    if report.problem.is_none()
+        && let Some(s) = saved
+        && s.head.tree_size > 0
+        && s.head.tree_size < head.head.tree_size
+    {
+        let checked = api
+            .run(
+                api.client
+                    .consistency_proof(s.head.tree_size, head.head.tree_size),
+            )
+            .and_then(|p| {
+                let path = p
+                    .consistency_path
+                    .iter()
+                    .map(|h| ward_ca::translog::sth::decode_hash(h, "consistency_path"))
+                    .collect::<Result<Vec<Hash>, _>>()?;
+                merkle::verify_consistency(
+                    s.head.tree_size,
+                    head.head.tree_size,
+                    &s.head.root_hash,
+                    &head.head.root_hash,
+                    &path,
+                )
+            });
+        if let Err(e) = checked {
+            report.problem = Some(Problem::NotConsistentWithSaved {
+                tree_size: s.head.tree_size,
+                detail: format!(
+                    "the CA's consistency proof to its head of size {} does not verify: {e}",
+                    head.head.tree_size
+                ),
+            });
+        }
+    }
+    Ok(report)
 }
 
 fn open_reader(db: &Path) -> anyhow::Result<LogReader> {
@@ -185,20 +511,20 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
         .with_context(|| format!("{} is not the expected JSON", path.display()))
 }
 
-fn verify(
-    source: &mut Box<dyn LogSource>,
-    key_path: &Path,
-    from_sth: Option<&Path>,
-) -> anyhow::Result<ExitCode> {
+fn verify(from: &Origin, key_path: &Path, from_sth: Option<&Path>) -> anyhow::Result<ExitCode> {
     let key = read_key(key_path)?;
+    let opened = open(from)?;
     let saved = from_sth
         .map(|p| -> anyhow::Result<SignedTreeHead> {
             let json: SthJson = read_json(p)?;
             Ok(SignedTreeHead::try_from(&json)?)
         })
         .transpose()?;
-    let report = audit(source.as_mut(), &key, saved.as_ref())
-        .context("reading the log entries and signed tree heads")?;
+    let report = match &opened {
+        Opened::Db(_) => audit(open_source(&opened).as_mut(), &key, saved.as_ref())
+            .context("reading the log entries and signed tree heads")?,
+        Opened::Api(api) => audit_online(api, &key, saved.as_ref())?,
+    };
     match &report.problem {
         None => {
             let latest = report
@@ -220,8 +546,15 @@ fn verify(
                     )
                 })
                 .unwrap_or_default();
+            let online = match &opened {
+                Opened::Api(api) => format!(
+                    " (online from {}: the API serves only the newest signed head)",
+                    api.url
+                ),
+                Opened::Db(_) => String::new(),
+            };
             println!(
-                "ok: {} entries and {} signed tree heads verified{latest}{saved}",
+                "ok: {} entries and {} signed tree heads verified{latest}{saved}{online}",
                 report.entries, report.heads
             );
             Ok(ExitCode::SUCCESS)
@@ -242,8 +575,13 @@ fn hex_short(h: &[u8]) -> String {
         + "…"
 }
 
-fn sth(db: &Path, key: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let sth = open_reader(db)?.sth()?;
+fn sth(from: &Origin, key: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let sth = match open(from)? {
+        Opened::Db(reader) => reader.sth()?,
+        Opened::Api(api) => api
+            .run(api.client.log_sth())
+            .with_context(|| format!("GET /v1/log/sth from {}", api.url))?,
+    };
     if let Some(key) = key {
         verify_sth_json(&sth, &read_key(key)?)?;
     }
@@ -251,13 +589,18 @@ fn sth(db: &Path, key: Option<&Path>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn prove(db: &Path, serial: &str, key: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let reader = open_reader(db)?;
-    let proof = reader.inclusion_proof_by_serial(serial)?;
+fn prove(from: &Origin, serial: &str, key: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let opened = open(from)?;
+    let proof = match &opened {
+        Opened::Db(reader) => reader.inclusion_proof_by_serial(serial)?,
+        Opened::Api(api) => api
+            .run(api.client.inclusion_proof(serial))
+            .with_context(|| format!("the inclusion proof of {serial} from {}", api.url))?,
+    };
     println!("{}", serde_json::to_string_pretty(&proof)?);
-    let key = match key {
-        Some(k) => read_key(k)?,
-        None => {
+    let key = match (key, &opened) {
+        (Some(k), _) => read_key(k)?,
+        (None, Opened::Db(reader)) => {
             eprintln!(
                 "warning: no --log-key given: checking with the key recorded in the database, \
                  which proves nothing against its owner"
@@ -266,6 +609,13 @@ fn prove(db: &Path, serial: &str, key: Option<&Path>) -> anyhow::Result<ExitCode
                 .stored_public_key()
                 .cloned()
                 .context("the database records no log key; pass --log-key")?
+        }
+        (None, Opened::Api(api)) => {
+            eprintln!(
+                "warning: no --log-key given: checking with the log key the CA serves in its \
+                 bundle, which proves nothing against the CA; pass the key from the trust bundle"
+            );
+            api.run(api.client.bundle_log_key())?
         }
     };
     match verify_inclusion_json(&proof, &key) {
@@ -337,16 +687,19 @@ fn check_proof(file: &Path, key: &Path) -> anyhow::Result<ExitCode> {
 }
 
 fn watch(
-    db: &Path,
+    from: &Origin,
     since_index: Option<u64>,
     once: bool,
     interval: Duration,
 ) -> anyhow::Result<ExitCode> {
-    let reader = open_reader(db)?;
+    let opened = open(from)?;
     let mut last = since_index;
     let stdout = std::io::stdout();
     loop {
-        let batch = reader.entries_after(last, 256)?;
+        let batch = match &opened {
+            Opened::Db(reader) => reader.entries_after(last, PAGE)?,
+            Opened::Api(api) => entries_after_online(api, last)?,
+        };
         let mut out = stdout.lock();
         for e in &batch {
             serde_json::to_writer(&mut out, e)?;
@@ -355,7 +708,7 @@ fn watch(
         }
         out.flush()?;
         drop(out);
-        if batch.len() == 256 {
+        if batch.len() as u64 == PAGE {
             continue;
         }
         if once {
@@ -363,6 +716,40 @@ fn watch(
         }
         std::thread::sleep(interval);
     }
+}
+
+/// Entries after `last` (at most a page) up to the CA's newest signed
+/// head, in order; refuses a page that does not continue where the last
+/// one stopped, so a SIEM never gets a gap or a repeat.
+fn entries_after_online(api: &Api, last: Option<u64>) -> anyhow::Result<Vec<EntryJson>> {
+    let size = api
+        .latest()
+        .with_context(|| format!("GET /v1/log/sth from {}", api.url))?
+        .head
+        .tree_size;
+    let start = last.map_or(0, |l| l.saturating_add(1));
+    if start >= size {
+        return Ok(Vec::new());
+    }
+    let end = size.min(start.saturating_add(PAGE)) - 1;
+    let page = api
+        .run(api.client.log_entries(start, end))
+        .with_context(|| {
+            format!(
+                "GET /v1/log/entries?start={start}&end={end} from {}",
+                api.url
+            )
+        })?
+        .entries;
+    for (i, e) in page.iter().enumerate() {
+        let want = start + i as u64;
+        anyhow::ensure!(
+            e.index == want,
+            "the CA answered entry {} where entry {want} belongs",
+            e.index
+        );
+    }
+    Ok(page)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -434,8 +821,33 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-fn search(db: &Path, q: &CertQuery, format: Format) -> anyhow::Result<ExitCode> {
-    let certs = open_reader(db)?.certs(q)?.certs;
+fn search(
+    from: &Origin,
+    mtls: Option<(&Path, &Path)>,
+    q: &CertQuery,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    let certs = match open(from)? {
+        Opened::Db(reader) => reader.certs(q)?.certs,
+        Opened::Api(api) => {
+            let client = match mtls {
+                Some((cert, key)) => {
+                    let read = |p: &Path| {
+                        std::fs::read_to_string(p)
+                            .with_context(|| format!("reading {}", p.display()))
+                    };
+                    api.client.with_client_cert(&read(cert)?, &read(key)?)?
+                }
+                None => anyhow::bail!(
+                    "searching through the API needs --cert and --key of an identity allowed \
+                     ca:ReadLog"
+                ),
+            };
+            api.run(client.certs(q))
+                .with_context(|| format!("GET /v1/certs from {}", api.url))?
+                .certs
+        }
+    };
     let mut out = std::io::stdout().lock();
     match format {
         Format::Json => {
