@@ -13,6 +13,7 @@
 
 mod h3_support;
 
+use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -301,6 +302,25 @@ fn bad_certificates(pki: &mut Pki) {
     pki.issue("servereku", &server_only, false);
 }
 
+const TCP_HANDSHAKES: &str = "ward_gateway_handshakes_total";
+const QUIC_HANDSHAKES: &str = "ward_gateway_quic_handshakes_total";
+
+/// `reason → count` of a handshake counter's failed samples.
+fn failed_reasons(gw: &Gateway, family: &str) -> BTreeMap<String, f64> {
+    let (_, metrics) = gw.admin_get("/metrics");
+    metrics
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(family)?.strip_prefix("{reason=\"")?;
+            let (reason, rest) = rest.split_once('"')?;
+            let (labels, value) = rest.rsplit_once(' ')?;
+            labels
+                .contains("result=\"failed\"")
+                .then(|| Some((reason.to_string(), value.parse().ok()?)))?
+        })
+        .collect()
+}
+
 #[test]
 fn conformance_matrix_http1_http2_http3_see_identical_outcomes() {
     let gw = Gateway::start("", bad_certificates);
@@ -339,12 +359,44 @@ fn conformance_matrix_http1_http2_http3_see_identical_outcomes() {
     let mut failures = Vec::new();
     let mut allowed = 0;
     for (name, cert, path, expected) in cases {
+        let before: BTreeMap<_, _> = [TCP_HANDSHAKES, QUIC_HANDSHAKES]
+            .into_iter()
+            .map(|f| (f, failed_reasons(&gw, f)))
+            .collect();
         let replies = [
             ("HTTP/1.1 curl", curl(&gw, "--http1.1", *cert, path)),
             ("HTTP/2 curl", curl(&gw, "--http2", *cert, path)),
             ("HTTP/3 aioquic", aioquic(&gw, *cert, path, &[])),
             ("HTTP/3 quinn+h3", quinn_h3(&gw, *cert, path)),
         ];
+        if *expected == Outcome::Refused {
+            // Both transports refuse for the same reason, counted under the
+            // same label (the server counts after the client has given up,
+            // hence the wait).
+            let delta = |family: &str| {
+                let now = failed_reasons(&gw, family);
+                now.into_iter()
+                    .filter_map(|(k, v)| {
+                        let d = v - before
+                            .get(family)
+                            .and_then(|m| m.get(&k))
+                            .copied()
+                            .unwrap_or(0.0);
+                        (d > 0.0).then_some((k, d))
+                    })
+                    .collect::<BTreeMap<String, f64>>()
+            };
+            let mut seen = (BTreeMap::new(), BTreeMap::new());
+            wait_until("the refusals to be counted", || {
+                seen = (delta(TCP_HANDSHAKES), delta(QUIC_HANDSHAKES));
+                seen.0.values().sum::<f64>() >= 2.0 && seen.1.values().sum::<f64>() >= 2.0
+            });
+            assert_eq!(
+                seen.0, seen.1,
+                "{name}: TCP vs QUIC handshake failure reasons"
+            );
+            assert_eq!(seen.0.len(), 1, "{name}: {seen:?}");
+        }
         for (client, reply) in &replies {
             if reply.outcome != *expected {
                 failures.push(format!(
@@ -370,14 +422,14 @@ fn conformance_matrix_http1_http2_http3_see_identical_outcomes() {
                     assert!(body.contains("x-ward-assertion: ey"), "{client}: {body}");
                 }
             }
-            if client.starts_with("HTTP/1.1") || client.starts_with("HTTP/2") {
-                if let Outcome::Status(_) = expected {
-                    assert_eq!(
-                        reply.header("alt-svc"),
-                        Some(format!("h3=\":{}\"; ma=86400", gw.port).as_str()),
-                        "{name}/{client}: {reply:?}"
-                    );
-                }
+            if (client.starts_with("HTTP/1.1") || client.starts_with("HTTP/2"))
+                && let Outcome::Status(_) = expected
+            {
+                assert_eq!(
+                    reply.header("alt-svc"),
+                    Some(format!("h3=\":{}\"; ma=86400", gw.port).as_str()),
+                    "{name}/{client}: {reply:?}"
+                );
             }
         }
     }

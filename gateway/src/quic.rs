@@ -179,7 +179,9 @@ fn accept(shared: &Arc<Shared>, incoming: quinn::Incoming) {
 }
 
 /// A short, stable reason for a refused QUIC handshake (metrics label),
-/// from the TLS alert carried in quinn's transport error code.
+/// from the TLS alert carried in quinn's transport error code. The labels
+/// are those of the TCP listener's `tls::handshake_failure_reason`, so the
+/// two transports' refusals can be compared (`tests/gateway_h3.rs` does).
 pub fn handshake_failure_reason(e: &quinn::ConnectionError) -> &'static str {
     use quinn::ConnectionError as C;
     match e {
@@ -208,8 +210,11 @@ fn alert_reason(code: u64, reason: &str) -> &'static str {
         48 => "unknown_issuer",
         120 => "alpn",
         70 => "incompatible",
-        42 | 43 | 46 if reason.contains("purpose") => "wrong_purpose",
-        42 | 43 | 46 => "identity_or_bad_certificate",
+        // rustls: InvalidPurpose → unsupported_certificate, Other (the
+        // SPIFFE identity check of our verifier) → certificate_unknown.
+        43 => "wrong_purpose",
+        46 => "identity",
+        42 => "bad_certificate",
         _ => "tls",
     }
 }
@@ -529,7 +534,15 @@ mod tests {
             r(48, "invalid peer certificate: UnknownIssuer"),
             "unknown_issuer"
         );
-        assert_eq!(r(42, "InvalidPurpose"), "wrong_purpose");
+        assert_eq!(
+            r(43, "invalid peer certificate: InvalidPurpose"),
+            "wrong_purpose"
+        );
+        assert_eq!(r(46, "invalid peer certificate: Other(…)"), "identity");
+        assert_eq!(
+            r(42, "invalid peer certificate: BadEncoding"),
+            "bad_certificate"
+        );
         assert_eq!(r(120, "no ALPN"), "alpn");
         assert_eq!(alert_reason(0x0a, "protocol violation"), "transport");
         assert_eq!(
