@@ -26,6 +26,9 @@ pub use crate::authority::Issued;
 pub use crate::server::routes::{BundleResponse, RevokeResponse};
 use crate::server::routes::{EnrollRequest, RenewRequest, RevokeRequest};
 
+/// Upper bound on one API call (connect, TLS, request, answer).
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How the client trusts the CA.
 #[derive(Debug, Clone)]
 pub enum RootPin {
@@ -221,7 +224,27 @@ impl CaClient {
         }
     }
 
+    /// One request on a fresh connection, bounded by [`REQUEST_TIMEOUT`] so
+    /// an unresponsive CA never hangs an agent or gateway.
     async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(StatusCode, Bytes), Error> {
+        tokio::time::timeout(REQUEST_TIMEOUT, self.request_inner(method, path, body))
+            .await
+            .map_err(|_| {
+                Error::Transport(format!(
+                    "no answer from {}:{} within {} s",
+                    self.host,
+                    self.port,
+                    REQUEST_TIMEOUT.as_secs()
+                ))
+            })?
+    }
+
+    async fn request_inner(
         &self,
         method: Method,
         path: &str,

@@ -197,7 +197,10 @@ async fn handle_connection(
             )
         }
     });
+    // A client that trickles its headers is cut off (slowloris).
     if let Err(e) = http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
         .serve_connection(TokioIo::new(stream), service)
         .await
     {
