@@ -140,3 +140,32 @@ pub fn write_docs(dir: &std::path::Path, sizes: &[usize]) -> anyhow::Result<()> 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_set_compiles_and_decides_as_the_bench_expects() {
+        let (set, _) = PolicySet::compile(
+            &[Source::new("bench.json", document(100))],
+            &Schema::gateway(),
+        )
+        .unwrap();
+        let ok = request(
+            "spiffe://corp.example/ns/n50/sa/s50",
+            "route/svc50/v1/items",
+        );
+        assert!(set.evaluate(&ok).allowed());
+        // Every tenth statement denies the admin path to everyone.
+        let admin = request("spiffe://corp.example/ns/n50/sa/s50", "route/svc59/admin/x");
+        assert!(!set.evaluate(&admin).allowed());
+        // Conditioned statements need the source address in 10.0.0.0/8.
+        let mut outside = request("spiffe://corp.example/ns/n3/sa/s3", "route/svc3/x");
+        assert!(set.evaluate(&outside).allowed());
+        outside
+            .context
+            .set("ward:SourceIp", vec!["192.0.2.1".into()]);
+        assert!(!set.evaluate(&outside).allowed());
+    }
+}

@@ -145,7 +145,7 @@ const GOALS: &[Goal] = &[
     Goal {
         text: "gateway vs nginx, new mTLS handshakes/s ≥ 1.5×",
         scenario: "handshake",
-        figure: "handshakes/s (oha)",
+        figure: "full handshakes/s (ward-bench load)",
         target: "ward",
         base: "nginx",
         bound: 1.5,
@@ -258,6 +258,10 @@ const COLORS: &[(&str, &str)] = &[
     ("direct", "#7f7f7f"),
     ("ward", "#1f77b4"),
     ("nginx", "#2ca02c"),
+    ("ward-policy", "#1f77b4"),
+    ("cedar", "#2ca02c"),
+    ("issue-log-on", "#1f77b4"),
+    ("issue-log-off", "#aec7e8"),
 ];
 
 fn color(target: &str, i: usize) -> &'static str {
@@ -466,4 +470,48 @@ pub fn run(raw: &Path, meta: &Path, out: &Path) -> anyhow::Result<()> {
     let path = out.join("latest.md");
     std::fs::write(&path, md).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    }
+
+    #[test]
+    fn report_has_ratios_goals_and_a_chart_per_scenario() {
+        let dir = std::env::temp_dir().join(format!("ward-bench-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let raw = dir.join("raw.tsv");
+        let rows = [
+            "h1-keepalive\tdirect\trequests/s\treq/s\thigher\t1\t300",
+            "h1-keepalive\tward\trequests/s\treq/s\thigher\t1\t200",
+            "h1-keepalive\tward\trequests/s\treq/s\thigher\t2\t220",
+            "h1-keepalive\tward\trequests/s\treq/s\thigher\t3\t210",
+            "h1-keepalive\tnginx\trequests/s\treq/s\thigher\t1\t100",
+            "h3\tnginx\trequests/s\treq/s\thigher\t0\tNA:no HTTP/3",
+        ];
+        std::fs::write(&raw, rows.join("\n")).unwrap();
+        std::fs::write(dir.join("meta.txt"), "cpus: 2\n").unwrap();
+        run(&raw, &dir.join("meta.txt"), &dir).unwrap();
+        let md = std::fs::read_to_string(dir.join("latest.md")).unwrap();
+        assert!(md.contains("| ward | requests/s (req/s, higher is better) | 210.0 | 200.0 | 220.0 | 3 | 2.10× | 0.70× |"), "{md}");
+        assert!(
+            md.contains("gateway vs nginx, HTTP/1.1 keep-alive req/s ≥ 1.3× | 2.10× | met"),
+            "{md}"
+        );
+        assert!(md.contains("not available: no HTTP/3"), "{md}");
+        let svg = std::fs::read_to_string(dir.join("h1-keepalive.svg")).unwrap();
+        assert!(
+            svg.starts_with("<svg") && svg.contains("210.0 req/s"),
+            "{svg}"
+        );
+        assert!(dir.join("h3.svg").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
