@@ -128,7 +128,7 @@ pub struct Question<'a> {
     /// `route/<name><path>` or `route/<name>`.
     pub resource: String,
     /// Condition keys.
-    pub context: Context,
+    pub context: &'a Context,
     /// Why this decision is made: `request`, `connect` or `recheck`.
     pub kind: &'static str,
 }
@@ -189,9 +189,9 @@ impl Decider {
     ) -> Outcome {
         let started = Instant::now();
         let principal = conn.identity.principal();
-        let verdict = policy.evaluate(&conn.identity, &q.action, &q.resource, &q.context);
+        let verdict = policy.evaluate(&conn.identity, &q.action, &q.resource, q.context);
         let shadow: Option<Verdict> =
-            candidate.map(|c| c.evaluate(&conn.identity, &q.action, &q.resource, &q.context));
+            candidate.map(|c| c.evaluate(&conn.identity, &q.action, &q.resource, q.context));
         let elapsed = started.elapsed();
         self.metrics.decision_latency.observe(elapsed.as_secs_f64());
         let id = crate::random_id();
@@ -345,7 +345,7 @@ mod tests {
                     route: "app",
                     action: format!("http:{method}"),
                     resource: format!("route/app{path}"),
-                    context: c,
+                    context: &c,
                     kind: "request",
                 },
             )

@@ -348,7 +348,7 @@ async fn handle_inner(
             route: &name,
             action: standing.action.clone(),
             resource: standing.resource.clone(),
-            context: standing.context.clone(),
+            context: &standing.context,
             kind: "request",
         },
     );

@@ -188,7 +188,7 @@ pub fn decide_again(shared: &Shared, conn: &ConnInfo, s: &Standing) -> bool {
                 route: &s.route,
                 action: s.action.clone(),
                 resource: s.resource.clone(),
-                context,
+                context: &context,
                 kind: "recheck",
             },
         )

@@ -29,7 +29,7 @@ fn decide(shared: &Shared, conn: &ConnInfo, route: &TcpRoute, kind: &'static str
                 route: &route.name,
                 action: "tcp:Connect".into(),
                 resource: format!("route/{}", route.name),
-                context,
+                context: &context,
                 kind,
             },
         )
