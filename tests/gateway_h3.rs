@@ -589,3 +589,152 @@ fn open_h3_connection_follows_policy_reloads_and_is_closed_when_revoked() {
         gw.metric("ward_gateway_rechecks_closed_total{reason=\"revoked_or_untrusted\"}") >= 1.0
     );
 }
+
+#[test]
+fn request_bodies_stream_over_h3_and_spoofed_ward_headers_are_stripped() {
+    let gw = Gateway::start("", |_| {});
+    let reply = aioquic(
+        &gw,
+        Some("client"),
+        "/upload",
+        &[
+            "--method",
+            "POST",
+            "--header",
+            "x-ward-identity: spiffe://corp.example/ns/test/sa/admin",
+            "--header",
+            "content-type: text/plain",
+            "--data",
+            "ping over quic",
+        ],
+    );
+    assert_eq!(reply.outcome, Outcome::Status(200), "{}", reply.detail);
+    let body = reply.body.to_ascii_lowercase();
+    assert!(body.starts_with("post /upload http/1.1"), "{body}");
+    assert!(body.contains("ping over quic"), "{body}");
+    assert!(
+        body.contains(&format!("x-ward-identity: {CLIENT}")),
+        "{body}"
+    );
+    assert!(
+        !body.contains("sa/admin"),
+        "spoofed identity reached the upstream: {body}"
+    );
+    let post = gw
+        .decisions()
+        .into_iter()
+        .find(|d| d["action"] == "http:POST")
+        .unwrap();
+    assert_eq!(post["context"]["ward:Protocol"], "h3");
+    assert_eq!(post["result"], "Allow");
+}
+
+#[test]
+fn h3_connections_count_against_the_per_identity_limit() {
+    let gw = Gateway::start("[limits]\nmax_connections_per_identity = 1\n", |_| {});
+    let rt = runtime();
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            let mut first = H3Client::connect(&gw, Some("client")).await.unwrap();
+            assert_eq!(
+                first.get("/hello").await.unwrap().outcome,
+                Outcome::Status(200)
+            );
+            // A second connection of the same identity, over QUIC or TCP,
+            // is over the limit.
+            let mut second = H3Client::connect(&gw, Some("client")).await.unwrap();
+            let refused = second.get("/hello").await;
+            assert!(refused.is_err(), "{refused:?}");
+            match second.conn.closed().await {
+                quinn::ConnectionError::ApplicationClosed(ac) => {
+                    assert_eq!(ac.error_code, quinn::VarInt::from_u32(0x0107), "{ac:?}");
+                }
+                other => panic!("{other:?}"),
+            }
+            // The first connection is unaffected.
+            assert_eq!(
+                first.get("/hello").await.unwrap().outcome,
+                Outcome::Status(200)
+            );
+        })
+        .await
+        .unwrap();
+    });
+    let tcp = curl(&gw, "--http2", Some("client"), "/hello");
+    assert_eq!(tcp.outcome, Outcome::Refused, "{tcp:?}");
+    assert!(gw.metric("ward_gateway_limited_total{limit=\"per_identity\"}") >= 2.0);
+}
+
+#[test]
+fn open_h3_connection_is_closed_when_the_certificate_expires() {
+    let gw = Gateway::start("", |_| {});
+    let mut short = Leaf::client(CLIENT);
+    short.not_after = OffsetDateTime::now_utc() + Duration::from_secs(4);
+    gw.pki.issue("short", &short, false);
+    let rt = runtime();
+    let closed = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            let mut client = H3Client::connect(&gw, Some("short")).await.unwrap();
+            assert_eq!(
+                client.get("/hello").await.unwrap().outcome,
+                Outcome::Status(200)
+            );
+            client.conn.closed().await
+        })
+        .await
+        .unwrap()
+    });
+    match closed {
+        quinn::ConnectionError::ApplicationClosed(ac) => {
+            assert_eq!(
+                ac.error_code,
+                quinn::VarInt::from_u32(CLOSE_NO_LONGER_ALLOWED)
+            );
+            assert!(String::from_utf8_lossy(&ac.reason).contains("expired"));
+        }
+        other => panic!("{other:?}"),
+    }
+    wait_until("the close in the decision log", || {
+        gw.decisions()
+            .iter()
+            .any(|d| d["kind"] == "close" && d["reason"] == "client certificate expired")
+    });
+}
+
+#[test]
+fn sigterm_closes_idle_h3_connections_instead_of_waiting_for_the_deadline() {
+    let mut gw = Gateway::start("[limits]\nshutdown_grace_secs = 30\n", |_| {});
+    let rt = runtime();
+    let mut client = rt
+        .block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), async {
+                let mut c = H3Client::connect(&gw, Some("client")).await?;
+                c.get("/hello").await?;
+                Ok::<_, String>(c)
+            })
+            .await
+        })
+        .unwrap()
+        .unwrap();
+    let started = Instant::now();
+    assert!(
+        gw.terminate_within(Duration::from_secs(10)),
+        "the gateway waited for an idle HTTP/3 connection:\n{}",
+        gw.log()
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let closed = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(5), client.conn.closed()).await
+    });
+    match closed {
+        Ok(quinn::ConnectionError::ApplicationClosed(ac)) => {
+            assert_eq!(ac.error_code, quinn::VarInt::from_u32(0x0100), "{ac:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The client's request after GOAWAY is not sent anywhere.
+    let after = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(5), client.get("/hello")).await
+    });
+    assert!(matches!(after, Ok(Err(_))), "{after:?}");
+}

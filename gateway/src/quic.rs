@@ -75,6 +75,9 @@ pub const CLOSE_NO_LONGER_ALLOWED: u32 = 0x5741_5244;
 /// the per-identity connection limit: HTTP/3's `H3_EXCESSIVE_LOAD`.
 const CLOSE_EXCESSIVE_LOAD: u32 = 0x0107;
 
+/// HTTP/3's `H3_NO_ERROR`, to close a drained connection.
+const H3_NO_ERROR: u32 = 0x0100;
+
 /// Unidirectional streams a client may open: HTTP/3 needs three (control,
 /// QPACK encoder and decoder); the rest leaves room for grease streams.
 /// ward uses no server push or WebTransport, so nothing needs more.
@@ -313,6 +316,12 @@ async fn serve_h3(shared: &Arc<Shared>, conn: Arc<ConnInfo>, quic: quinn::Connec
     let mut draining = false;
     let mut killed: Option<String> = None;
     loop {
+        if draining && tasks.is_empty() {
+            // Drained: close now rather than leave the client to its idle
+            // timeout (and the gateway's drain to its deadline).
+            quic.close(VarInt::from_u32(H3_NO_ERROR), b"gateway shutting down");
+            break;
+        }
         tokio::select! {
             accepted = h3conn.accept() => match accepted {
                 Ok(Some(resolver)) => {

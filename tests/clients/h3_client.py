@@ -93,6 +93,8 @@ async def run(args) -> int:
             name, _, value = h.partition(":")
             headers.append((name.strip().lower().encode(), value.strip().encode()))
         data = args.data.encode() if args.data is not None else None
+        if data is not None and not any(n == b"content-length" for n, _ in headers):
+            headers.append((b"content-length", str(len(data)).encode()))
         client.h3.send_headers(stream_id, headers, end_stream=data is None)
         if data is not None:
             client.h3.send_data(stream_id, data, end_stream=True)

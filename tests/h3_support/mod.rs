@@ -467,6 +467,24 @@ upstream = "http://127.0.0.1:{up}"
         assert!(ok.success());
     }
 
+    /// SIGTERM, then waits up to `limit` for the process to exit; `true`
+    /// if it did.
+    pub fn terminate_within(&mut self, limit: Duration) -> bool {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.child.try_wait().unwrap().is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
     pub fn write_policy(&self, text: &str) {
         let tmp = self.path("policy/.main.json.tmp");
         std::fs::write(&tmp, text).unwrap();
