@@ -1632,3 +1632,32 @@ fn too_many_request_headers_are_refused() {
     assert_eq!(status, 431);
     assert_eq!(gw.upstream.count(), 0);
 }
+
+#[test]
+fn config_mistakes_are_named_with_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    let run = |text: &str, sub: &str| {
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_ward"))
+            .args(["gateway", sub, "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let base = "trust_domain = \"corp.example\"\ntrust_bundle = \"b.pem\"\ncert = \"c.pem\"\nkey = \"k.pem\"\npolicy_dir = \"p\"\n";
+    let e = run(&format!("{base}[limits]\nmax_conections = 5\n"), "check");
+    assert!(
+        e.contains("gateway.toml:7") && e.contains("max_conections"),
+        "{e}"
+    );
+    let e = run(
+        &format!("{base}[[http_routes]]\nname = \"a\"\nhost = \"h\"\nupstream = \"ftp://x:1\"\n"),
+        "run",
+    );
+    assert!(e.contains("http_routes[0].upstream"), "{e}");
+    let e = run(base, "run");
+    assert!(e.contains("trust bundle") && e.contains("b.pem"), "{e}");
+}
