@@ -366,10 +366,13 @@ impl LogSource for ApiSource<'_> {
 }
 
 /// The first entry of `leaves` not proven to be in `head`: the largest `k`
-/// whose prefix `0..k` the CA proves (by a consistency proof checked here,
-/// or the root itself at the head's size) to be a prefix of the signed tree.
-/// `None` when every entry read up to the head's size is proven.
-fn locate(api: &Api, leaves: &[Hash], head: &SignedTreeHead) -> Option<u64> {
+/// whose prefix `0..k` is proven to be a prefix of the signed tree, by the
+/// root itself at the head's size, by the log's signed head of size `k` when
+/// the CA holds one (it comes with the consistency proof; only its signature
+/// is trusted), or else by the CA's consistency proof checked here against
+/// the rebuilt prefix. `None` when every entry read up to the head's size is
+/// proven.
+fn locate(api: &Api, key: &LogPublicKey, leaves: &[Hash], head: &SignedTreeHead) -> Option<u64> {
     let size = head.head.tree_size;
     let n = size.min(leaves.len() as u64);
     let proven = |k: u64| -> bool {
@@ -386,6 +389,14 @@ fn locate(api: &Api, leaves: &[Hash], head: &SignedTreeHead) -> Option<u64> {
         let Ok(p) = api.run(api.client.consistency_proof(k, size)) else {
             return false;
         };
+        if let Some(signed) = p
+            .first_sth
+            .as_ref()
+            .and_then(|j| verify_sth_json(j, key).ok())
+            && signed.head.tree_size == k
+        {
+            return f.root() == signed.head.root_hash;
+        }
         let path: Result<Vec<Hash>, _> = p
             .consistency_path
             .iter()
@@ -442,15 +453,16 @@ fn audit_online(
         detail,
     }) = &mut report.problem
         && detail.contains("signed together")
-        && let Some(k) = locate(api, &source.leaves, &head)
+        && let Some(k) = locate(api, key, &source.leaves, &head)
     {
         *index = k;
         if *what == Tamper::Missing && k < source.leaves.len() as u64 {
             *what = Tamper::Edited;
         }
         *detail = format!(
-            "it is not what the CA signed: its consistency proofs show that entries 0..{k} \
-             are a prefix of its signed tree head of size {}, and no proof holds with entry {k}",
+            "it is not what the CA signed: the first {k} entries are proven to be a prefix of \
+             its signed tree head of size {} (by signed heads or consistency proofs from the CA, \
+             checked here), and nothing proves the log with entry {k}",
             head.head.tree_size
         );
     }
