@@ -1,0 +1,5 @@
+//! libFuzzer entry point; the body lives in `ward_fuzz::ca_json` so the corpus
+//! replay test runs the same code.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ward_fuzz::ca_json(data));
