@@ -262,10 +262,16 @@ impl Decider {
         match self.log.lock() {
             Ok(mut f) => {
                 if let Err(e) = f.write_all(text.as_bytes()) {
-                    tracing::error!(error = %e, "cannot write the decision log");
+                    // The request is still decided (fail closed would turn a
+                    // full disk into an outage); the gap is counted instead.
+                    self.metrics.decision_log_lost.inc();
+                    tracing::error!(error = %e, lost = self.metrics.decision_log_lost.get(), "cannot write the decision log; the decision was enforced but is missing from the log");
                 }
             }
-            Err(_) => tracing::error!("decision log lock poisoned"),
+            Err(_) => {
+                self.metrics.decision_log_lost.inc();
+                tracing::error!("decision log lock poisoned");
+            }
         }
     }
 }

@@ -37,6 +37,10 @@ pub struct Metrics {
     pub crl_age: IntGauge,
     /// Shadow-mode evaluations that disagreed with the enforced policy.
     pub shadow_mismatches: IntCounter,
+    /// Decision-log lines that could not be written (disk full, I/O
+    /// error). The decisions themselves were still enforced; this counts
+    /// the gap in the audit trail so that it is reported, not silent.
+    pub decision_log_lost: IntCounter,
     /// QUIC handshakes by result (`ok`/`failed`/`refused`) and reason.
     pub quic_handshakes: IntCounterVec,
     /// HTTP/3 request streams by how they ended (`ok`, `reset`, `killed`,
@@ -134,6 +138,11 @@ impl Metrics {
             "Shadow evaluations whose result differs from the enforced policy",
         ))?;
         must(registry.register(Box::new(shadow_mismatches.clone())))?;
+        let decision_log_lost = must(IntCounter::new(
+            "ward_gateway_decision_log_lost_total",
+            "Decision log lines that could not be written (disk full, I/O error); decisions were still enforced",
+        ))?;
+        must(registry.register(Box::new(decision_log_lost.clone())))?;
         let quic_handshakes = cv(
             "ward_gateway_quic_handshakes_total",
             "QUIC handshakes by result and reason",
@@ -164,6 +173,7 @@ impl Metrics {
             own_cert_expiry,
             crl_age,
             shadow_mismatches,
+            decision_log_lost,
             quic_handshakes,
             quic_streams,
             quic_zero_rtt,

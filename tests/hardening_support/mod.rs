@@ -34,7 +34,7 @@ pub const POLICY: &str = r#"{
   "Statement": [
     {"Sid": "ClientUsesApp", "Effect": "Allow",
      "Principal": {"Spiffe": "spiffe://corp.example/ns/test/sa/client"},
-     "Action": ["http:GET", "http:POST"], "Resource": "route/app/*"},
+     "Action": ["http:GET", "http:POST"], "Resource": ["route/app/*", "route/slow/*", "route/down/*"]},
     {"Sid": "NobodyAdmin", "Effect": "Deny", "Principal": "*",
      "Action": "http:*", "Resource": "route/app/admin*"}
   ]
@@ -360,8 +360,7 @@ cert = "server.pem"
 key = "server.key"
 crls = ["inter.crl"]
 policy_dir = "policy"
-decision_log = "decisions.jsonl"
-reload_poll_secs = 1
+{log}reload_poll_secs = 1
 {top}
 
 [limits]
@@ -391,6 +390,11 @@ upstream = "http://127.0.0.1:{dead}"
             a = app.port,
             s = secret.port,
             w = slow.port,
+            log = if top.contains("decision_log") {
+                ""
+            } else {
+                "decision_log = \"decisions.jsonl\"\n"
+            },
         );
         std::fs::write(dir.path().join("gateway.toml"), config).unwrap();
         let mut gw = Gateway {
@@ -616,6 +620,35 @@ upstream = "http://127.0.0.1:{dead}"
             .trim()
             .parse()
             .unwrap_or(0)
+    }
+}
+
+impl Gateway {
+    /// Status codes of GETs for `paths`, all on one curl connection (0 for
+    /// a transport failure).
+    pub fn statuses(&self, cert: Option<&str>, host: &str, paths: &[String]) -> Vec<u16> {
+        let mut c = Command::new("curl");
+        c.args(["-sS", "--max-time", "20", "--cacert"])
+            .arg(self.path("root.pem"))
+            .arg("--resolve")
+            .arg(format!("{host}:{}:127.0.0.1", self.port));
+        if let Some(name) = cert {
+            c.arg("--cert")
+                .arg(self.path(&format!("{name}.pem")))
+                .arg("--key")
+                .arg(self.path(&format!("{name}.key")));
+        }
+        for p in paths {
+            c.args(["-o", "/dev/null", "-w", "%{http_code}\\n"]);
+            c.arg(format!("https://{host}:{}{p}", self.port));
+        }
+        let out = c.output().unwrap();
+        let mut v: Vec<u16> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim().parse().unwrap_or(0))
+            .collect();
+        v.resize(paths.len(), 0);
+        v
     }
 }
 
