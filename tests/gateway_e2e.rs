@@ -1661,3 +1661,33 @@ fn config_mistakes_are_named_with_file_line_and_key() {
     let e = run(base, "run");
     assert!(e.contains("trust bundle") && e.contains("b.pem"), "{e}");
 }
+
+#[test]
+fn routes_reload_from_the_config_and_a_bad_config_keeps_them() {
+    let gw = Gateway::start();
+    let status = || parse_response(&gw.curl(Some("client"), "nowhere.test", &["-i"], &["/x"])).0;
+    assert_eq!(status(), 404);
+    let config = std::fs::read_to_string(gw.path("gateway.toml")).unwrap();
+    let added = format!(
+        "{config}\n[[http_routes]]\nname = \"late\"\nhost = \"nowhere.test\"\nupstream = \"http://127.0.0.1:{}\"\n",
+        gw.upstream.port
+    );
+    std::fs::write(gw.path("gateway.toml"), &added).unwrap();
+    gw.sighup();
+    // Routed now, and decided: the policy has nothing for route/late.
+    wait_until("new route", || status() == 403);
+    let line = gw.decisions().pop().unwrap();
+    assert_eq!(line["resource"], "route/late/x");
+
+    std::fs::write(
+        gw.path("gateway.toml"),
+        format!("{added}\nlisten_typo = 1\n"),
+    )
+    .unwrap();
+    gw.sighup();
+    wait_until("refused config", || {
+        gw.metric("ward_gateway_reload_failures_total{part=\"config\"}") >= 1.0
+    });
+    assert_eq!(status(), 403, "routes in force stay");
+    assert!(gw.log().contains("config refused"), "{}", gw.log());
+}

@@ -192,7 +192,7 @@ pub enum Mode {
 }
 
 /// An HTTP route: requests whose host and path match go to `upstream`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpRoute {
     /// Route name, used in the resource `route/<name><path>`.
@@ -224,7 +224,7 @@ pub struct HttpRoute {
 }
 
 /// A TCP route: connections whose SNI matches are tunnelled to `upstream`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TcpRoute {
     /// Route name, used in the resource `route/<name>`.

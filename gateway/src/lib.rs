@@ -36,7 +36,7 @@ pub use error::{Error, Fault};
 /// Runs the gateway from a config file until SIGTERM/SIGINT.
 pub async fn run(config_path: &Path) -> Result<(), Error> {
     let config = Config::load(config_path)?;
-    server::run(config).await
+    server::run(config, Some(config_path.to_path_buf())).await
 }
 
 /// Validates the config, certificates, keys, CRLs and policies without

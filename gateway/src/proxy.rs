@@ -303,7 +303,8 @@ async fn handle_inner(
     };
     let host = normal_host(&authority);
     let path = req.uri().path().to_string();
-    let Some(route) = match_route(&shared.routes, &host, &path) else {
+    let state = shared.current();
+    let Some(route) = match_route(&state.routes, &host, &path) else {
         return (
             text(
                 StatusCode::NOT_FOUND,
@@ -323,7 +324,6 @@ async fn handle_inner(
         );
     }
 
-    let state = shared.current();
     let groups = state.policy.groups_of(&conn.identity);
     let now = OffsetDateTime::now_utc();
     let mut context = base_context(conn, &groups, now);

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::config::Config;
 use crate::policy::Policy;
 use crate::server::{Shared, State, shadow_routes};
 use crate::tls::TlsMaterial;
@@ -18,6 +19,7 @@ use crate::tls::TlsMaterial;
 fn snapshot(shared: &Shared) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
     let c = &shared.config;
     let mut files: Vec<PathBuf> = vec![c.trust_bundle.clone(), c.cert.clone(), c.key.clone()];
+    files.extend(shared.config_path.iter().cloned());
     files.extend(c.crls.iter().cloned());
     let mut dirs = vec![c.policy_dir.clone()];
     dirs.extend(shadow_routes(c).into_iter().map(|(_, _, d)| d));
@@ -99,17 +101,76 @@ fn load_policy(shared: &Shared, part: &'static str, dir: &Path, old: &Arc<Policy
 /// Returns whether every part loaded.
 pub fn reload(shared: &Shared) -> bool {
     let failures_before = total_failures(shared);
+    let old = shared.current();
+    // Routes come from the config file as it is now; a config that does not
+    // load or validate keeps the routes in force.
+    let routes_config = match &shared.config_path {
+        Some(path) => match Config::load(path) {
+            Ok(new) => {
+                if new.listen != shared.config.listen
+                    || new.admin_listen != shared.config.admin_listen
+                    || new.trust_domain != shared.config.trust_domain
+                {
+                    tracing::warn!("listen, admin_listen and trust_domain changes need a restart");
+                }
+                Some(new)
+            }
+            Err(e) => {
+                tracing::error!(error = %e.report(), "config refused; the routes in force stay");
+                shared
+                    .metrics
+                    .reload_failures
+                    .with_label_values(&["config"])
+                    .inc();
+                None
+            }
+        },
+        None => None,
+    };
+    let route_source = routes_config.as_ref().unwrap_or(&shared.config);
     if let Err(e) = shared.decider.reopen() {
         tracing::error!(error = %e.report(), "cannot reopen the decision log; still writing the old file");
     }
-    let old = shared.current();
     let policy = load_policy(shared, "policy", &shared.config.policy_dir, &old.policy);
     let mut candidates = HashMap::new();
-    for (name, _, dir) in shadow_routes(&shared.config) {
-        if let Some(prev) = old.candidates.get(&name) {
-            candidates.insert(name, load_policy(shared, "candidate_policy", &dir, prev));
-        }
+    for (name, _, dir) in shadow_routes(route_source) {
+        let loaded = match old.candidates.get(&name) {
+            Some(prev) => load_policy(shared, "candidate_policy", &dir, prev),
+            // A shadow route new in this config: its candidate must load,
+            // or the route is shadowed by nothing (logged, not fatal).
+            None => match Policy::load_dir(&dir) {
+                Ok(p) => Arc::new(p),
+                Err(e) => {
+                    tracing::error!(route = %name, error = %e.report(), "candidate policy refused");
+                    shared
+                        .metrics
+                        .reload_failures
+                        .with_label_values(&["candidate_policy"])
+                        .inc();
+                    continue;
+                }
+            },
+        };
+        candidates.insert(name, loaded);
     }
+    let (routes, tcp_routes) = match &routes_config {
+        Some(new)
+            if new.http_routes != shared_http_routes(&old)
+                || new.tcp_routes.as_slice() != old.tcp_routes.as_slice() =>
+        {
+            shared.metrics.reloads.with_label_values(&["routes"]).inc();
+            tracing::info!(
+                http = new.http_routes.len(),
+                tcp = new.tcp_routes.len(),
+                "routes reloaded"
+            );
+            (
+                Arc::new(crate::proxy::routes(new, &shared.upstream_tls)),
+                Arc::new(new.tcp_routes.clone()),
+            )
+        }
+        _ => (old.routes.clone(), old.tcp_routes.clone()),
+    };
     let (tls, server_config) = match TlsMaterial::load(&shared.config).and_then(|m| {
         let sc = m.server_config(shared.config.tls13_only)?;
         let cc = m.upstream_client_config()?;
@@ -139,12 +200,19 @@ pub fn reload(shared: &Shared) -> bool {
         server_config,
         policy,
         candidates,
+        routes,
+        tcp_routes,
     });
     total_failures(shared) == failures_before
 }
 
+/// The configured HTTP routes behind the parsed ones in force.
+fn shared_http_routes(state: &State) -> Vec<crate::config::HttpRoute> {
+    state.routes.iter().map(|r| r.config.clone()).collect()
+}
+
 fn total_failures(shared: &Shared) -> u64 {
-    ["policy", "candidate_policy", "tls"]
+    ["policy", "candidate_policy", "tls", "config"]
         .iter()
         .map(|p| shared.metrics.reload_failures.with_label_values(&[p]).get())
         .sum()

@@ -21,7 +21,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::Error;
 use crate::assertion::Signer;
-use crate::config::{Config, Mode};
+use crate::config::{Config, Mode, TcpRoute};
 use crate::decide::{ConnInfo, Decider};
 use crate::identity::Identity;
 use crate::metrics::Metrics;
@@ -44,15 +44,21 @@ pub struct State {
     pub policy: Arc<Policy>,
     /// Candidate policies of shadow-mode routes, by route name.
     pub candidates: HashMap<String, Arc<Policy>>,
+    /// HTTP routes with their upstream clients (reloaded with the config).
+    pub routes: Arc<Vec<Route>>,
+    /// TCP routes (reloaded with the config).
+    pub tcp_routes: Arc<Vec<TcpRoute>>,
 }
 
 /// Everything shared by all connections for the life of the process.
 #[derive(Debug)]
 pub struct Shared {
-    /// The config the process started with.
+    /// The config the process started with. Routes (and their candidate
+    /// policy directories) reload from `config_path`; listeners, limits,
+    /// paths and the trust domain need a restart.
     pub config: Config,
-    /// HTTP routes, parsed.
-    pub routes: Vec<Route>,
+    /// Where the config came from, for route reloads.
+    pub config_path: Option<std::path::PathBuf>,
     state: RwLock<Arc<State>>,
     /// Ticks (with the new generation) after every reload.
     pub changes: watch::Sender<u64>,
@@ -96,6 +102,8 @@ impl Shared {
 }
 
 /// Loads everything a state needs; every part must succeed (start, check).
+/// Route clients are built by [`with_routes`] once the upstream TLS config
+/// exists.
 pub fn load_state(config: &Config, generation: u64) -> Result<State, Error> {
     let tls = TlsMaterial::load(config)?;
     let server_config = tls.server_config(config.tls13_only)?;
@@ -112,7 +120,16 @@ pub fn load_state(config: &Config, generation: u64) -> Result<State, Error> {
         server_config,
         policy: Arc::new(policy),
         candidates,
+        routes: Arc::new(Vec::new()),
+        tcp_routes: Arc::new(config.tcp_routes.clone()),
     })
+}
+
+/// `state` with the HTTP routes of `config` and their upstream clients.
+pub fn with_routes(mut state: State, config: &Config, tls: &SharedClientConfig) -> State {
+    state.routes = Arc::new(crate::proxy::routes(config, tls));
+    state.tcp_routes = Arc::new(config.tcp_routes.clone());
+    state
 }
 
 /// (route name, mode, candidate dir) of every route with a candidate.
@@ -152,7 +169,7 @@ impl Drop for ConnGuard {
 }
 
 /// Runs the gateway until SIGTERM/SIGINT, then drains.
-pub async fn run(config: Config) -> Result<(), Error> {
+pub async fn run(config: Config, config_path: Option<std::path::PathBuf>) -> Result<(), Error> {
     crate::tls::install_default_provider();
     let metrics = Metrics::new()?;
     if let Some(fetch) = &config.crl_fetch {
@@ -206,10 +223,11 @@ pub async fn run(config: Config) -> Result<(), Error> {
     let (shutdown, _) = watch::channel(false);
     let upstream_tls: SharedClientConfig =
         Arc::new(RwLock::new(state.tls.upstream_client_config()?));
+    let state = with_routes(state, &config, &upstream_tls);
     let shared = Arc::new(Shared {
-        routes: crate::proxy::routes(&config, &upstream_tls),
         upstream_tls,
         config,
+        config_path,
         state: RwLock::new(Arc::new(state)),
         changes,
         shutdown,
@@ -417,14 +435,9 @@ async fn connection(
         return;
     }
 
-    let tcp_route = sni.as_deref().and_then(|sni| {
-        shared
-            .config
-            .tcp_routes
-            .iter()
-            .find(|r| r.sni == sni)
-            .cloned()
-    });
+    let tcp_route = sni
+        .as_deref()
+        .and_then(|sni| state.tcp_routes.iter().find(|r| r.sni == sni).cloned());
     let conn = Arc::new(ConnInfo {
         peer,
         identity: Arc::new(identity),

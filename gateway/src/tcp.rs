@@ -93,6 +93,15 @@ pub async fn serve(
                     close_for(&shared, &conn, &route.name, "revoked_or_untrusted", &reason);
                     return;
                 }
+                let still_routed = shared
+                    .current()
+                    .tcp_routes
+                    .iter()
+                    .any(|r| r.sni == route.sni && r.upstream == route.upstream);
+                if !still_routed {
+                    close_for(&shared, &conn, &route.name, "route", "route removed or changed by a config reload");
+                    return;
+                }
                 if !decide(&shared, &conn, &route, "recheck") {
                     close_for(&shared, &conn, &route.name, "policy", "policy no longer allows tcp:Connect");
                     return;
