@@ -738,3 +738,50 @@ fn sigterm_closes_idle_h3_connections_instead_of_waiting_for_the_deadline() {
     });
     assert!(matches!(after, Ok(Err(_))), "{after:?}");
 }
+
+#[test]
+fn open_h3_stream_is_reset_when_the_policy_no_longer_allows_it() {
+    let gw = Gateway::start("", |_| {});
+    let rt = runtime();
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(30), async {
+            let mut c = H3Client::connect(&gw, Some("client")).await.unwrap();
+            let req = http::Request::get(format!("https://app.test:{}/stream", gw.port))
+                .body(())
+                .unwrap();
+            let mut stream = c.send.send_request(req).await.unwrap();
+            stream.finish().await.unwrap();
+            let resp = stream.recv_response().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            assert!(stream.recv_data().await.unwrap().is_some());
+            gw.write_policy(DENY_ALL_POLICY);
+            let ended = loop {
+                match stream.recv_data().await {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
+            };
+            assert!(
+                ended.is_err(),
+                "the stream ended cleanly: a killed response must not look whole"
+            );
+            // The connection itself is still fine; its next request is
+            // decided by the new policy.
+            assert_eq!(c.get("/hello").await.unwrap().outcome, Outcome::Status(403));
+        })
+        .await
+        .unwrap();
+    });
+    let close = gw
+        .decisions()
+        .into_iter()
+        .find(|d| d["kind"] == "close")
+        .unwrap();
+    assert_eq!(close["route"], "app");
+    assert_eq!(close["reason"], "policy no longer allows http:GET");
+    assert_eq!(
+        gw.metric("ward_gateway_quic_streams_total{result=\"killed\"}"),
+        1.0
+    );
+}

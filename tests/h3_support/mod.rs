@@ -199,7 +199,7 @@ impl Pki {
 }
 
 /// A tiny HTTP/1.1 upstream: counts requests and answers with the request
-/// head it received as the body.
+/// head (and body) it received as the body; `GET /stream` streams for 20 s.
 pub struct Upstream {
     pub port: u16,
     count: Arc<AtomicUsize>,
@@ -235,6 +235,21 @@ impl Upstream {
                     let mut r = BufReader::new(s);
                     while let Some(head) = read_head(&mut r) {
                         c.fetch_add(1, Ordering::SeqCst);
+                        if head.starts_with("GET /stream") {
+                            // A long streaming response: a chunk every
+                            // 200 ms for 20 s.
+                            let _ = w.write_all(
+                                b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n",
+                            );
+                            for _ in 0..100 {
+                                if w.write_all(b"5\r\ntick\n\r\n").is_err() {
+                                    return;
+                                }
+                                std::thread::sleep(Duration::from_millis(200));
+                            }
+                            let _ = w.write_all(b"0\r\n\r\n");
+                            continue;
+                        }
                         let len = head
                             .lines()
                             .find_map(|l| {
