@@ -19,7 +19,8 @@ fn help_lists_every_role() {
     let help = String::from_utf8(out.stdout).unwrap();
     for sub in ["ca", "agent", "connect", "gateway", "policy", "audit", "up"] {
         assert!(
-            help.lines().any(|l| l.trim_start().starts_with(&format!("{sub} "))),
+            help.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{sub} "))),
             "`ward --help` does not list `{sub}`:\n{help}"
         );
     }
