@@ -64,7 +64,7 @@ pub struct Options {
 pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
     let dir = opts.dir.clone();
     hsm::create_private_dir(&dir)?;
-    let use_softhsm = !opts.file_keys && Path::new(hsm::SOFTHSM_MODULE).exists();
+    let use_softhsm = choose_softhsm(&dir, opts.file_keys)?;
     // SoftHSM2 reads SOFTHSM2_CONF when the module is first initialised, and
     // only from the environment: point it at our own token directory
     // before any PKCS#11 call and before the runtime starts any thread.
@@ -89,6 +89,33 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     rt.block_on(run_async(opts, abs_dir, keys))
+}
+
+/// Whether the CA keys are (or will be) in SoftHSM2. A directory keeps the
+/// backend it was created with: switching would leave a CA whose keys are
+/// elsewhere.
+fn choose_softhsm(dir: &Path, file_keys: bool) -> anyhow::Result<bool> {
+    let installed = Path::new(hsm::SOFTHSM_MODULE).exists();
+    if dir.join("ca/keys/root.pem").exists() {
+        return Ok(false);
+    }
+    if dir.join("hsm-pin").exists() {
+        if file_keys {
+            bail!(
+                "{} holds a CA whose keys are in SoftHSM2; --file-keys applies only to a new directory",
+                dir.display()
+            );
+        }
+        if !installed {
+            bail!(
+                "{} holds a CA whose keys are in SoftHSM2, but {} is gone; install softhsm2 again",
+                dir.display(),
+                hsm::SOFTHSM_MODULE
+            );
+        }
+        return Ok(true);
+    }
+    Ok(!file_keys && installed)
 }
 
 #[allow(
@@ -147,6 +174,11 @@ fn bind_std(port: u16, what: &str, option: &str) -> anyhow::Result<std::net::Tcp
 
 async fn run_async(opts: Options, dir: PathBuf, keys: hsm::Keys) -> anyhow::Result<ExitCode> {
     ward_ca::server::install_crypto_provider();
+    // Listen for signals before anything else starts: a Ctrl-C that comes
+    // early must still mean a clean stop, not a lost signal.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let l = Layout::new(&dir);
     hsm::create_private_dir(&l.ca_dir)?;
     hsm::create_private_dir(&l.gw_dir)?;
@@ -309,30 +341,52 @@ upstream = "{up_addr}"
 
     print_banner(&opts, &l, &root_fp, &keys, up_addr, fresh)?;
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
+    // A handle that completed inside the select must not be polled again.
+    let (mut gw_done, mut ca_done, mut agent_done) = (false, false, false);
     let failure = tokio::select! {
-        _ = tokio::signal::ctrl_c() => None,
+        _ = int.recv() => None,
         _ = term.recv() => None,
-        r = &mut gw_task => Some(format!("the gateway stopped: {}", join_msg(r))),
-        r = &mut ca_task => Some(format!("the CA stopped: {}", join_msg(r))),
-        r = &mut agent_task => Some(format!("the agent stopped: {}", join_msg(r))),
+        // The gateway and the agent return Ok only after a signal of their
+        // own (the same Ctrl-C), so Ok is a clean stop.
+        r = &mut gw_task => {
+            gw_done = true;
+            match r {
+                Ok(Ok(())) => None,
+                r => Some(format!("the gateway stopped: {}", join_msg(r))),
+            }
+        }
+        r = &mut agent_task => {
+            agent_done = true;
+            match r {
+                Ok(Ok(())) => None,
+                r => Some(format!("the agent stopped: {}", join_msg(r))),
+            }
+        }
+        r = &mut ca_task => {
+            ca_done = true;
+            Some(format!("the CA stopped: {}", join_msg(r)))
+        }
     };
     eprintln!("ward up: shutting down");
-    // The gateway and agent saw the same signal and drain by themselves;
-    // they get a bounded time, then everything else stops.
-    if !gw_task.is_finished() {
-        if failure.is_some() {
-            gw_task.abort();
-        }
+    if failure.is_some() {
+        gw_task.abort();
+        agent_task.abort();
+    }
+    // The gateway drains by itself (it saw the signal); bounded, then the
+    // agent, the CA and the upstream stop.
+    if !gw_done {
         let _ = tokio::time::timeout(Duration::from_secs(10), &mut gw_task).await;
         gw_task.abort();
     }
-    let _ = tokio::time::timeout(Duration::from_secs(2), &mut agent_task).await;
-    agent_task.abort();
+    if !agent_done {
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut agent_task).await;
+        agent_task.abort();
+    }
     let _ = ca_stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(5), &mut ca_task).await;
-    ca_task.abort();
+    if !ca_done {
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut ca_task).await;
+        ca_task.abort();
+    }
     up_task.abort();
     match failure {
         Some(msg) => bail!("{msg}"),
