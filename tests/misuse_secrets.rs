@@ -160,6 +160,8 @@ fn hsm_pin_and_tokens_never_reach_argv_or_logs() {
                 "5",
                 "-H",
                 "content-type: application/json",
+                "-o",
+                "/dev/null",
                 "--data-binary",
                 "@-",
             ])
