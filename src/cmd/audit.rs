@@ -40,8 +40,10 @@ pub struct Args {
     command: Command,
 }
 
-/// Where the log is read from: the CA's database file, or the CA's API.
+/// Where the log is read from: the CA's database file, or the CA's API
+/// (one of `--db` and `--ca` is required).
 #[derive(Debug, Clone, clap::Args)]
+#[group(required = true, multiple = true)]
 struct Origin {
     /// The CA's database file (read-only, offline).
     #[arg(long, conflicts_with = "ca")]
@@ -524,8 +526,8 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
 }
 
 fn verify(from: &Origin, key_path: &Path, from_sth: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let key = read_key(key_path)?;
     let opened = open(from)?;
+    let key = read_key(key_path)?;
     let saved = from_sth
         .map(|p| -> anyhow::Result<SignedTreeHead> {
             let json: SthJson = read_json(p)?;
