@@ -44,7 +44,7 @@ pub struct Metrics {
     /// QUIC handshakes by result (`ok`/`failed`/`refused`) and reason.
     pub quic_handshakes: IntCounterVec,
     /// HTTP/3 request streams by how they ended (`ok`, `reset`, `killed`,
-    /// `bad_request`).
+    /// `bad_request`, `header_timeout`).
     pub quic_streams: IntCounterVec,
     /// QUIC connections by 0-RTT result: always `none` (no ticket is ever
     /// issued, so no client can send early data) or `rejected`.

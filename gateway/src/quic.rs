@@ -388,7 +388,20 @@ async fn request(
 ) {
     let metrics = shared.metrics.clone();
     let count = |result: &str| metrics.quic_streams.with_label_values(&[result]).inc();
-    let (req, stream) = match resolver.resolve_request().await {
+    // Bounded like HTTP/1.1's header read: a client that opens streams and
+    // never sends their headers would otherwise hold them (and their
+    // slots in `max_concurrent_streams`) for as long as it keeps the
+    // connection alive.
+    let limit = Duration::from_secs(shared.config.limits.header_read_timeout_secs);
+    let resolved = match tokio::time::timeout(limit, resolver.resolve_request()).await {
+        Ok(r) => r,
+        Err(_) => {
+            // Dropping the resolver resets the stream.
+            count("header_timeout");
+            return;
+        }
+    };
+    let (req, stream) = match resolved {
         Ok(r) => r,
         Err(e) => {
             // Malformed head (h3 has already reset the stream or closed the
