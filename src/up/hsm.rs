@@ -196,3 +196,35 @@ pub fn create_private_dir(path: &Path) -> anyhow::Result<()> {
         .create(path)
         .with_context(|| format!("creating {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pin_file_paths_are_escaped_in_key_uris() {
+        assert_eq!(pct("/srv/ward data/pin"), "/srv/ward%20data/pin");
+        let keys = Keys::SoftHsm {
+            pin_file: PathBuf::from("/d/hsm-pin"),
+        };
+        let toml = keys.toml();
+        assert!(toml.contains("pin-source=file:/d/hsm-pin"), "{toml}");
+        for object in ["ward-root", "ward-issuing", "ward-log"] {
+            assert!(toml.contains(&format!("object={object}?")), "{toml}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_random_and_private() {
+        assert_ne!(random_secret(), random_secret());
+        assert_eq!(random_secret().len(), 32);
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("pin");
+        write_secret(&p, "1234").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+}

@@ -656,3 +656,31 @@ fn print_banner(
     o.flush()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_quoted_only_when_a_shell_needs_it() {
+        assert_eq!(
+            sh(Path::new("./ward-data/ca/root.pem")),
+            "./ward-data/ca/root.pem"
+        );
+        assert_eq!(sh(Path::new("my data/x")), "'my data/x'");
+        assert_eq!(sh(Path::new("it's")), r"'it'\''s'");
+    }
+
+    #[test]
+    fn a_directory_keeps_its_key_backend() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("ca/keys")).unwrap();
+        std::fs::write(d.path().join("ca/keys/root.pem"), "x").unwrap();
+        assert!(!choose_softhsm(d.path(), false).unwrap());
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("hsm-pin"), "x").unwrap();
+        assert!(choose_softhsm(d.path(), true).is_err());
+        let d = tempfile::tempdir().unwrap();
+        assert!(!choose_softhsm(d.path(), true).unwrap());
+    }
+}
