@@ -569,6 +569,14 @@ impl Ca {
                 ));
             }
         }
+        for e in &req.emails {
+            if current.email.as_deref() != Some(e.as_str()) {
+                return Err(Error::forbidden(
+                    "email_not_granted",
+                    format!("renewal keeps the e-mail of the current certificate; {e} is not it"),
+                ));
+            }
+        }
         let profile: Profile = current.profile.parse()?;
         let rec = self.sign_leaf(
             &req.public_key,
@@ -605,6 +613,14 @@ impl Ca {
                 "csr_bad_identity",
                 format!("the CSR asks for {asked}, not {id}"),
             ));
+        }
+        for d in &req.dns_names {
+            if !dns_names.contains(d) {
+                return Err(Error::bad(
+                    "dns_not_granted",
+                    format!("the CSR asks for DNS name {d}; pass it with --dns to include it"),
+                ));
+            }
         }
         for d in dns_names {
             check_dns(d).or_else(|_| {

@@ -64,6 +64,12 @@ pub fn create_token(
             "tokens are for `workload` or `user` certificates",
         ));
     }
+    if spec.profile == Profile::User && spec.email.is_none() {
+        return Err(Error::bad(
+            "email_required",
+            "user tokens need the user's e-mail (--email): user certificates carry it as rfc822Name",
+        ));
+    }
     if spec.ttl > Duration::from_secs(30 * 86400) {
         return Err(Error::bad(
             "bad_duration",

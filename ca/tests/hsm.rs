@@ -319,22 +319,6 @@ fn hsm_problems_are_named_and_store_nothing() {
 }
 
 #[test]
-fn session_loss_is_recovered_by_reopening() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), "");
-    authority::init(&cfg).unwrap();
-    let ca = Ca::open(cfg).unwrap();
-    let tok = ca.keys().tokens()[0].clone();
-    // Log every session of this process out, as an HSM restart does.
-    tok.logout_all_for_test().unwrap();
-    let t = token(&ca, "spiffe://corp.example/a", &[]);
-    let issued = ca.enroll(&t, &csr(None).0).unwrap();
-    assert_eq!(issued.identity, "spiffe://corp.example/a");
-    // And the CRL (also signed in the token) still works.
-    assert!(!ca.refresh_crl().unwrap().is_empty());
-}
-
-#[test]
 fn enrolment_refusals_write_nothing_and_keep_the_token() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "");
@@ -535,6 +519,20 @@ fn user_tokens_add_the_email_and_last_12_hours() {
     )
     .unwrap_err();
     assert_eq!(e.code(), "identity_outside_trust_domain");
+    // A user token must name the e-mail the certificate will carry.
+    let e = authority::create_token(
+        ca.config(),
+        ca.store().as_ref(),
+        &TokenSpec {
+            identity: "spiffe://corp.example/user/bob".into(),
+            ttl: Duration::from_secs(60),
+            profile: Profile::User,
+            dns_names: vec![],
+            email: None,
+        },
+    )
+    .unwrap_err();
+    assert_eq!(e.code(), "email_required");
 }
 
 #[test]

@@ -1,6 +1,9 @@
-//! The token disappears while the CA runs (its store is moved away, as
-//! when a network HSM goes down): requests get 503 naming the HSM, nothing
-//! is stored, and service resumes by itself when the token is back.
+//! Disruptive HSM events, in their own binary (login state and the module
+//! are process-wide, so they would disturb concurrently running tests):
+//! every session logged out (an HSM restart), and the token disappearing
+//! while the CA runs (its store moved away, as when a network HSM goes
+//! down): requests get 503 naming the HSM, nothing is stored, and service
+//! resumes by itself when the token is back. One test, run in sequence.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -27,6 +30,15 @@ fn token_outage_is_503_and_recovers() {
     };
     let t = authority::create_token(ca.config(), ca.store().as_ref(), &spec).unwrap();
     ca.enroll(&t.secret, &csr(None).0).unwrap();
+
+    // Every session logged out, as after an HSM restart: the pool reopens
+    // and logs in again, for certificates and the CRL alike.
+    ca.keys().tokens()[0].logout_all_for_test().unwrap();
+    let t1 = authority::create_token(ca.config(), ca.store().as_ref(), &spec).unwrap();
+    ca.enroll(&t1.secret, &csr(None).0).unwrap();
+    ca.keys().tokens()[0].logout_all_for_test().unwrap();
+    assert!(!ca.refresh_crl().unwrap().is_empty());
+
     let before = ca.store().list_certs(&CertFilter::default()).unwrap().len();
 
     let tokens = hsm().dir.path().join("tokens");
