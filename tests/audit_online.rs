@@ -342,3 +342,32 @@ fn online_audit_refuses_a_wrong_pin_and_a_foreign_key() {
     );
     assert!(ok("verify", &online(&w, "verify", &["--log-key", s(&key)])).starts_with("ok: "));
 }
+
+#[test]
+fn online_audit_names_an_entry_removed_while_the_ca_was_stopped() {
+    let mut w = world("audit-removed");
+    let key = save_log_key(&w);
+    for i in 0..4 {
+        enrol(&w, ALICE, &format!("alice{i}"));
+    }
+    assert!(ok("verify", &online(&w, "verify", &["--log-key", s(&key)])).starts_with("ok: "));
+
+    // Stopped, one row deleted (later rows keep their indices), restarted.
+    w.stop_ca();
+    let db = w.path("ca.db");
+    let c = Connection::open(&db).unwrap();
+    assert_eq!(
+        c.execute("DELETE FROM translog_entries WHERE idx = 2", [])
+            .unwrap(),
+        1
+    );
+    drop(c);
+    w.start_ca();
+    let out = online(&w, "verify", &["--log-key", s(&key)]);
+    eprintln!("online verify of the log without entry 2:\n{}", text(&out));
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("entry 2: missing"), "{}", text(&out));
+    let out = w.ward(&["audit", "verify", "--db", s(&db), "--log-key", s(&key)]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("entry 2: missing"), "{}", text(&out));
+}

@@ -299,6 +299,8 @@ struct ApiSource<'a> {
     leaves: Vec<Hash>,
     /// The first entry the CA failed to serve, and why.
     unreadable: Option<(u64, String)>,
+    /// The first position whose entry carries another index, and that index.
+    gap: Option<(u64, u64)>,
 }
 
 impl<'a> ApiSource<'a> {
@@ -308,6 +310,7 @@ impl<'a> ApiSource<'a> {
             head: None,
             leaves: Vec::new(),
             unreadable: None,
+            gap: None,
         }
     }
 
@@ -355,6 +358,10 @@ impl LogSource for ApiSource<'_> {
                 break; // the CA holds fewer entries than it signed
             };
             for e in page {
+                let pos = self.leaves.len() as u64;
+                if self.gap.is_none() && e.index != pos {
+                    self.gap = Some((pos, e.index));
+                }
                 self.leaves.push(merkle::leaf_hash(&e.bytes));
                 visit(LogItem::Entry(e))?;
             }
@@ -455,18 +462,47 @@ fn audit_online(
         detail,
     }) = &mut report.problem
         && detail.contains("signed together")
-        && let Some(k) = locate(api, key, &source.leaves, &head)
     {
-        *index = k;
-        if *what == Tamper::Missing && k < source.leaves.len() as u64 {
-            *what = Tamper::Edited;
+        let served = source.leaves.len() as u64;
+        let located = locate(api, key, &source.leaves, &head);
+        if located.is_none() && served < head.head.tree_size {
+            *index = served;
+            *what = Tamper::Missing;
+            *detail = format!(
+                "the CA serves {served} entries, all proven to be in its signed tree head, but \
+                 that head covers {}",
+                head.head.tree_size
+            );
         }
-        *detail = format!(
-            "it is not what the CA signed: the first {k} entries are proven to be a prefix of \
-             its signed tree head of size {} (by signed heads or consistency proofs from the CA, \
-             checked here), and nothing proves the log with entry {k}",
-            head.head.tree_size
-        );
+        let Some(k) = located else {
+            return Ok(report);
+        };
+        *index = k;
+        match source.gap {
+            Some((pos, found)) if pos == k => {
+                *what = if found > pos {
+                    Tamper::Missing
+                } else {
+                    Tamper::Inserted
+                };
+                *detail = format!(
+                    "expected the entry with index {pos}, the CA served index {found}; the first \
+                     {k} entries are proven to be a prefix of its signed tree head of size {}",
+                    head.head.tree_size
+                );
+            }
+            _ => {
+                if *what == Tamper::Missing && k < source.leaves.len() as u64 {
+                    *what = Tamper::Edited;
+                }
+                *detail = format!(
+                    "it is not what the CA signed: the first {k} entries are proven to be a \
+                     prefix of its signed tree head of size {} (by signed heads or consistency \
+                     proofs from the CA, checked here), and nothing proves the log with entry {k}",
+                    head.head.tree_size
+                );
+            }
+        }
     }
     if report.problem.is_none()
         && let Some(s) = saved
