@@ -200,6 +200,46 @@ fn init_serve_enrol_renew_revoke_crl_issue_list_status() {
         "{list}"
     );
 
+    // A second token, revoked before use.
+    let spare = ok(&ward(
+        &env,
+        PIN,
+        &[
+            "ca",
+            "token",
+            "create",
+            "--config",
+            config.to_str().unwrap(),
+            "--identity",
+            "spiffe://corp.example/ns/prod/*",
+        ],
+    ))
+    .trim()
+    .to_string();
+    let spare_id = spare.split('.').nth(1).unwrap().to_string();
+    ok(&ward(
+        &env,
+        PIN,
+        &[
+            "ca",
+            "token",
+            "revoke",
+            "--config",
+            config.to_str().unwrap(),
+            &spare_id,
+        ],
+    ));
+    let list = ok(&ward(
+        &env,
+        PIN,
+        &["ca", "token", "list", "--config", config.to_str().unwrap()],
+    ));
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with(&spare_id) && l.contains("revoked")),
+        "{list}"
+    );
+
     let (mut server, url, served_fp) = serve(&env, &config);
     assert_eq!(served_fp, root_fp);
 
@@ -209,6 +249,11 @@ fn init_serve_enrol_renew_revoke_crl_issue_list_status() {
         .unwrap();
     let (first, second) = rt.block_on(async {
         let client = CaClient::new(&url, RootPin::Fingerprint(root_fp.clone())).unwrap();
+        let e = client.enroll(&spare, &csr().0).await.unwrap_err();
+        assert!(
+            matches!(&e, ward_ca::Error::Remote { status: 401, code, .. } if code == "token_revoked"),
+            "{e}"
+        );
         let (c1, k1) = csr();
         let first = client.enroll(&token, &c1).await.unwrap();
         assert_eq!(first.identity, "spiffe://corp.example/ns/prod/sa/web");
