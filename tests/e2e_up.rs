@@ -200,14 +200,15 @@ fn ward_up_prints_commands_that_behave_as_printed_and_resumes() {
 }
 
 /// Without an HSM (`--file-keys`, as on a machine without SoftHSM2): a loud
-/// warning, and the same commands work.
+/// warning, and the same commands work, also after the in-process agent
+/// renewed the gateway's and the client's certificates.
 #[test]
 fn ward_up_with_file_keys_warns_and_works() {
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path();
     let ports = (free_port(), free_port(), free_port());
     let mut cmd = Command::new(common::ward_bin());
-    cmd.args(["up", "--dir", "./data", "--file-keys"])
+    cmd.args(["up", "--dir", "./data", "--file-keys", "--cert-ttl", "1m"])
         .args(["--gateway-port", &ports.0.to_string()])
         .args(["--ca-port", &ports.1.to_string()])
         .args(["--admin-port", &ports.2.to_string()])
@@ -236,6 +237,47 @@ fn ward_up_with_file_keys_warns_and_works() {
         String::from_utf8_lossy(&out.stdout).contains(CLIENT),
         "{out:?}"
     );
+
+    // The in-process agent renews both certificates (1-minute lifetime),
+    // the gateway serves its new one, and the printed command still works.
+    let serial = |p: &str| {
+        let out = Command::new("openssl")
+            .args(["x509", "-noout", "-serial", "-in"])
+            .arg(work.join(p))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let (gw0, client0) = (
+        serial("data/gateway/identity/cert.pem"),
+        serial("data/client/cert.pem"),
+    );
+    common::wait_until("both certificates renewed", Duration::from_secs(90), || {
+        serial("data/gateway/identity/cert.pem") != gw0 && serial("data/client/cert.pem") != client0
+    });
+    let gw1 = serial("data/gateway/identity/cert.pem");
+    common::wait_until(
+        "the gateway serves its renewed certificate",
+        Duration::from_secs(30),
+        || {
+            let out = sh(
+                work,
+                &format!(
+                    "openssl s_client -connect 127.0.0.1:{} -servername localhost </dev/null 2>/dev/null | openssl x509 -noout -serial",
+                    ports.0
+                ),
+                &[],
+                Duration::from_secs(10),
+            );
+            String::from_utf8_lossy(&out.stdout).trim() == gw1
+        },
+    );
+    let out = sh(work, &allowed, &[], Duration::from_secs(20));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(CLIENT),
+        "after renewal: {out:?}"
+    );
+
     up.signal("INT");
     let st = up.wait(Duration::from_secs(30));
     assert!(st.success(), "exit {st}: {}", log(work));

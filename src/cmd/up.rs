@@ -23,6 +23,11 @@ pub struct Args {
     /// Keep the CA keys in PEM files even if SoftHSM2 is installed (demo only).
     #[arg(long)]
     file_keys: bool,
+    /// Lifetime of the gateway's and the demo client's certificates; the
+    /// in-process agent renews them at two thirds of it (`1m` shows a
+    /// renewal within a minute).
+    #[arg(long, default_value = "1h")]
+    cert_ttl: String,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -32,5 +37,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ca_port: args.ca_port,
         admin_port: args.admin_port,
         file_keys: args.file_keys,
+        cert_ttl: args.cert_ttl,
     })
 }

@@ -58,11 +58,15 @@ pub struct Options {
     pub admin_port: u16,
     /// Use PEM key files even when SoftHSM2 is installed.
     pub file_keys: bool,
+    /// Lifetime of the gateway's and the client's certificates (`1h`;
+    /// `1m` shows a renewal within half a minute).
+    pub cert_ttl: String,
 }
 
 /// Runs until SIGINT/SIGTERM; exit 0 after a clean shutdown.
 pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
     let dir = opts.dir.clone();
+    ward_ca::settings::parse_duration(&opts.cert_ttl).context("--cert-ttl")?;
     hsm::create_private_dir(&dir)?;
     let use_softhsm = choose_softhsm(&dir, opts.file_keys)?;
     // SoftHSM2 reads SOFTHSM2_CONF when the module is first initialised, and
@@ -191,9 +195,10 @@ async fn run_async(opts: Options, dir: PathBuf, keys: hsm::Keys) -> anyhow::Resu
 
     // The CA: created once, reopened on every later start.
     let ca_text = format!(
-        "# written by `ward up` at every start\ntrust_domain = \"{TRUST_DOMAIN}\"\ndatabase = \"ca.db\"\norganization = \"ward up\"\n\n{}\n[server]\nlisten = \"127.0.0.1:{}\"\ndns_names = [\"{HOST}\"]\n",
+        "# written by `ward up` at every start\ntrust_domain = \"{TRUST_DOMAIN}\"\ndatabase = \"ca.db\"\norganization = \"ward up\"\n\n{}\n[server]\nlisten = \"127.0.0.1:{}\"\ndns_names = [\"{HOST}\"]\n\n[profiles]\nworkload_ttl = \"{}\"\n",
         keys.toml(),
-        opts.ca_port
+        opts.ca_port,
+        opts.cert_ttl
     );
     std::fs::write(&l.ca_toml, ca_text)
         .with_context(|| format!("writing {}", l.ca_toml.display()))?;
