@@ -344,17 +344,46 @@ fn online_audit_refuses_a_wrong_pin_and_a_foreign_key() {
 }
 
 #[test]
-fn online_audit_names_an_entry_removed_while_the_ca_was_stopped() {
+fn online_audit_names_reordered_and_removed_entries() {
     let mut w = world("audit-removed");
     let key = save_log_key(&w);
     for i in 0..4 {
         enrol(&w, ALICE, &format!("alice{i}"));
     }
     assert!(ok("verify", &online(&w, "verify", &["--log-key", s(&key)])).starts_with("ok: "));
+    let db = w.path("ca.db");
+
+    // Rows 1 and 3 swapped (bytes and stored leaf hashes) in the running
+    // CA's database, then swapped back.
+    let swap = |a: i64, b: i64| {
+        let c = Connection::open(&db).unwrap();
+        c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+        c.execute_batch(&format!(
+            "BEGIN IMMEDIATE;
+             UPDATE translog_entries SET idx = -1 WHERE idx = {a};
+             UPDATE translog_entries SET idx = {a} WHERE idx = {b};
+             UPDATE translog_entries SET idx = {b} WHERE idx = -1;
+             COMMIT;"
+        ))
+        .unwrap();
+    };
+    swap(1, 3);
+    let out = online(&w, "verify", &["--log-key", s(&key)]);
+    eprintln!(
+        "online verify of the log with entries 1 and 3 swapped:\n{}",
+        text(&out)
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("entry 1: reordered") && text(&out).contains("now at index 3"),
+        "{}",
+        text(&out)
+    );
+    swap(1, 3);
+    assert!(ok("verify", &online(&w, "verify", &["--log-key", s(&key)])).starts_with("ok: "));
 
     // Stopped, one row deleted (later rows keep their indices), restarted.
     w.stop_ca();
-    let db = w.path("ca.db");
     let c = Connection::open(&db).unwrap();
     assert_eq!(
         c.execute("DELETE FROM translog_entries WHERE idx = 2", [])

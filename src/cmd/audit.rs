@@ -430,6 +430,42 @@ fn locate(api: &Api, key: &LogPublicKey, leaves: &[Hash], head: &SignedTreeHead)
     Some(good)
 }
 
+/// Where the entry the log signed at `k` went, when the CA holds a signed
+/// head of size `k + 1` and some other position of `leaves` completes the
+/// (proven) first `k` entries to that head's root.
+fn moved_to(
+    api: &Api,
+    key: &LogPublicKey,
+    leaves: &[Hash],
+    k: u64,
+    head: &SignedTreeHead,
+) -> Option<u64> {
+    let next = k.checked_add(1)?;
+    let signed = if next == head.head.tree_size {
+        head.clone()
+    } else if next < head.head.tree_size {
+        let p = api
+            .run(api.client.consistency_proof(next, head.head.tree_size))
+            .ok()?;
+        verify_sth_json(p.first_sth.as_ref()?, key).ok()?
+    } else {
+        return None;
+    };
+    if signed.head.tree_size != next {
+        return None;
+    }
+    let mut prefix = Frontier::new();
+    for l in leaves.iter().take(usize::try_from(k).ok()?) {
+        prefix.push(*l);
+    }
+    let j = leaves.iter().position(|l| {
+        let mut f = prefix.clone();
+        f.push(*l);
+        f.root() == signed.head.root_hash
+    })? as u64;
+    (j != k).then_some(j)
+}
+
 /// The audit through the API, then what only the API path needs: the
 /// first entry the CA could not serve, the bad entry located by
 /// consistency proofs, and the saved head's consistency proof.
@@ -489,6 +525,14 @@ fn audit_online(
                     "expected the entry with index {pos}, the CA served index {found}; the first \
                      {k} entries are proven to be a prefix of its signed tree head of size {}",
                     head.head.tree_size
+                );
+            }
+            _ if let Some(j) = moved_to(api, key, &source.leaves, k, &head) => {
+                *what = Tamper::Reordered;
+                *detail = format!(
+                    "the entry the log signed at index {k} (its signed tree head of size {}) is \
+                     now at index {j}",
+                    k + 1
                 );
             }
             _ => {
