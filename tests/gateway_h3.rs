@@ -785,3 +785,36 @@ fn open_h3_stream_is_reset_when_the_policy_no_longer_allows_it() {
         1.0
     );
 }
+
+#[test]
+fn a_stream_whose_headers_never_arrive_is_dropped_after_the_header_timeout() {
+    let gw = Gateway::start("[limits]\nheader_read_timeout_secs = 1\n", |_| {});
+    let rt = runtime();
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            // A real HTTP/3 client that also opens a request stream and
+            // sends only the start of a HEADERS frame (type 1, 16 bytes
+            // long): a slowloris on one stream.
+            let mut client = H3Client::connect(&gw, Some("client")).await.unwrap();
+            let (mut send, mut recv) = client.conn.open_bi().await.unwrap();
+            send.write_all(&[0x01, 0x10, 0x00]).await.unwrap();
+            let started = Instant::now();
+            // The gateway gives up on the stream: it ends without a
+            // response.
+            let read = recv.read_to_end(1024).await;
+            assert!(matches!(&read, Ok(b) if b.is_empty()), "{read:?}");
+            assert!(started.elapsed() < Duration::from_secs(10));
+            // The connection is still usable.
+            assert_eq!(
+                client.get("/hello").await.unwrap().outcome,
+                Outcome::Status(200)
+            );
+        })
+        .await
+        .unwrap();
+    });
+    assert_eq!(
+        gw.metric("ward_gateway_quic_streams_total{result=\"header_timeout\"}"),
+        1.0
+    );
+}
