@@ -406,9 +406,12 @@ async fn connection(
     // made with may have expired or been revoked since. (A reload builds a
     // new session cache, so a new CRL already ends resumption, but expiry
     // and the current trust bundle are checked here.)
-    if session.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+    // Also when a reload landed during the handshake: the connection must
+    // not escape the re-check that the open connections just had.
+    let reloaded = !Arc::ptr_eq(&shared.current().tls, &state.tls);
+    if (reloaded || session.handshake_kind() == Some(rustls::HandshakeKind::Resumed))
         && let Some((leaf, rest)) = chain.split_first()
-        && let Err(e) = state.tls.verifier.recheck(leaf, rest)
+        && let Err(e) = shared.current().tls.verifier.recheck(leaf, rest)
     {
         shared
             .metrics
@@ -526,6 +529,8 @@ async fn serve_http(
     // `http_done`: hyper has finished with the connection; upgraded streams
     // (WebSockets) may still be open and are still re-checked until they end.
     let (mut http_done, mut closing, mut expired) = (false, false, false);
+    // The chain is verified again only when the TLS material changed.
+    let mut tls_seen = shared.current().tls.clone();
     loop {
         let emptied = streams.emptied.notified();
         if http_done && streams.is_empty() {
@@ -542,7 +547,10 @@ async fn serve_http(
                 if changed.is_err() {
                     break;
                 }
-                if let Some(reason) = recheck_chain(&shared, &conn) {
+                let current = shared.current().tls.clone();
+                let tls_changed = !Arc::ptr_eq(&current, &tls_seen);
+                tls_seen = current;
+                if let Some(reason) = tls_changed.then(|| recheck_chain(&shared, &conn)).flatten() {
                     if !closing {
                         close_for(&shared, &conn, "", "revoked_or_untrusted", &reason);
                     }

@@ -75,6 +75,7 @@ pub async fn serve(
     let mut shutdown = shared.shutdown.subscribe();
     let expiry = tokio::time::sleep(until_expiry(&conn));
     tokio::pin!(expiry);
+    let mut tls_seen = shared.current().tls.clone();
     let copy = tokio::io::copy_bidirectional(&mut tls, &mut upstream);
     tokio::pin!(copy);
     loop {
@@ -89,7 +90,10 @@ pub async fn serve(
                 if changed.is_err() {
                     continue;
                 }
-                if let Some(reason) = recheck_chain(&shared, &conn) {
+                let current = shared.current().tls.clone();
+                let tls_changed = !std::sync::Arc::ptr_eq(&current, &tls_seen);
+                tls_seen = current;
+                if let Some(reason) = tls_changed.then(|| recheck_chain(&shared, &conn)).flatten() {
                     close_for(&shared, &conn, &route.name, "revoked_or_untrusted", &reason);
                     return;
                 }

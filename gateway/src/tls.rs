@@ -126,6 +126,31 @@ pub struct TlsMaterial {
     /// The oldest thisUpdate among the CRLs (Unix seconds), for the CRL
     /// age metric; `None` without CRLs.
     pub crl_this_update: Option<i64>,
+    /// SHA-256 over every file this was loaded from: a reload whose files
+    /// hash the same keeps this material (and open connections are not
+    /// verified again for nothing).
+    pub source_hash: [u8; 32],
+}
+
+/// SHA-256 over the names and contents of every TLS file of `config`
+/// (unreadable files hash as absent: the load then reports them).
+pub fn files_hash(config: &Config) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut paths = vec![&config.trust_bundle, &config.cert, &config.key];
+    paths.extend(config.upstream_ca.iter());
+    paths.extend(config.crls.iter());
+    for p in paths {
+        h.update(p.as_os_str().as_encoded_bytes());
+        match std::fs::read(p) {
+            Ok(bytes) => {
+                h.update((bytes.len() as u64).to_be_bytes());
+                h.update(&bytes);
+            }
+            Err(_) => h.update(u64::MAX.to_be_bytes()),
+        }
+    }
+    h.finalize().into()
 }
 
 impl TlsMaterial {
@@ -172,6 +197,7 @@ impl TlsMaterial {
                     .map(|(_, c)| c.validity().not_after.timestamp())
             })
             .unwrap_or(0);
+        let source_hash = files_hash(config);
         // The key is read here and only here; it is never logged.
         let key = PrivateKeyDer::from_pem_file(&config.key).map_err(|e| Error::Pem {
             what: "private key",
@@ -185,6 +211,7 @@ impl TlsMaterial {
             own_not_after,
             upstream_roots,
             crl_this_update,
+            source_hash,
         })
     }
 
