@@ -818,3 +818,45 @@ fn a_stream_whose_headers_never_arrive_is_dropped_after_the_header_timeout() {
         1.0
     );
 }
+
+#[test]
+fn a_renewed_gateway_certificate_is_served_to_new_quic_connections() {
+    let gw = Gateway::start("", |_| {});
+    let served = || {
+        runtime().block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), async {
+                let mut client = H3Client::connect(&gw, Some("client")).await.unwrap();
+                assert_eq!(
+                    client.get("/hello").await.unwrap().outcome,
+                    Outcome::Status(200)
+                );
+                let chain = client
+                    .conn
+                    .peer_identity()
+                    .unwrap()
+                    .downcast::<Vec<CertificateDer<'static>>>()
+                    .unwrap();
+                chain[0].as_ref().to_vec()
+            })
+            .await
+            .unwrap()
+        })
+    };
+    let on_disk = || {
+        CertificateDer::pem_file_iter(gw.path("server.pem"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .as_ref()
+            .to_vec()
+    };
+    assert_eq!(served(), on_disk());
+    let before = on_disk();
+    gw.pki.issue_server();
+    assert_ne!(on_disk(), before);
+    gw.sighup();
+    wait_until("the renewed certificate on new QUIC connections", || {
+        served() == on_disk()
+    });
+}

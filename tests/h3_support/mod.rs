@@ -113,8 +113,15 @@ impl Pki {
             other_root,
             revoked: Vec::new(),
         };
+        pki.issue_server();
+        pki.write_crl();
+        pki
+    }
+
+    /// (Re)issues the gateway's own certificate (`server.pem`/`.key`).
+    pub fn issue_server(&self) -> SerialNumber {
         let now = OffsetDateTime::now_utc();
-        pki.issue(
+        self.issue(
             "server",
             &Leaf {
                 sans: vec![
@@ -130,9 +137,7 @@ impl Pki {
                 not_after: now + Duration::from_secs(86400),
             },
             false,
-        );
-        pki.write_crl();
-        pki
+        )
     }
 
     /// Writes `<name>.pem` (leaf + intermediate) and `<name>.key`; returns
