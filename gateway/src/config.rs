@@ -471,4 +471,20 @@ policy_dir = "policies"
         let e = parse(&format!("{MINIMAL}[limits]\nassertion_ttl_secs = 3600\n")).unwrap_err();
         assert!(e.to_string().contains("assertion_ttl_secs"));
     }
+
+    #[test]
+    fn http3_is_on_by_default_and_its_limits_are_checked() {
+        let c = parse(MINIMAL).unwrap();
+        assert!(c.http3.enabled);
+        assert_eq!(c.http3.max_concurrent_streams, 100);
+        let e = parse(&format!("{MINIMAL}[http3]\nmax_concurrent_streams = 0\n")).unwrap_err();
+        assert!(
+            e.to_string().contains("http3.max_concurrent_streams"),
+            "{e}"
+        );
+        let off = parse(&format!("{MINIMAL}[http3]\nenabled = false\n")).unwrap();
+        assert!(!off.http3.enabled);
+        let e = parse(&format!("{MINIMAL}[http3]\nzero_rtt = true\n")).unwrap_err();
+        assert!(e.to_string().contains("zero_rtt"), "{e}");
+    }
 }
