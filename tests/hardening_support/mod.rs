@@ -648,6 +648,9 @@ impl Gateway {
             .map(|l| l.trim().parse().unwrap_or(0))
             .collect();
         v.resize(paths.len(), 0);
+        if v.contains(&0) {
+            eprintln!("curl: {}", String::from_utf8_lossy(&out.stderr));
+        }
         v
     }
 }
