@@ -37,6 +37,10 @@
 //! - Connection migration is off: `ward:SourceIp` is taken once, at the
 //!   handshake, and a policy conditioned on it must keep seeing the address
 //!   that actually sends.
+//! - quinn *finishes* (FIN, not RESET) a send stream that is dropped, so a
+//!   response that must not look whole is reset explicitly
+//!   (`stop_stream`), and a connection is closed before its request tasks
+//!   are aborted.
 //! - h3 refuses connection-specific header fields (RFC 9114 §4.2) in a
 //!   response; the proxy already strips hop-by-hop headers, and
 //!   [`send_response`] removes any that are left.
@@ -365,11 +369,15 @@ async fn serve_h3(shared: &Arc<Shared>, conn: Arc<ConnInfo>, quic: quinn::Connec
     }
     match killed {
         Some(reason) => {
-            streams.kill_all(&reason);
-            tasks.abort_all();
-            let mut text = reason.into_bytes();
+            // Close first, then stop the tasks: quinn *finishes* a send
+            // stream that is dropped, so aborting a task mid-body on a live
+            // connection would hand the client a clean end of a truncated
+            // response. After `close` no stream sends anything more.
+            let mut text = reason.clone().into_bytes();
             text.truncate(200);
             quic.close(VarInt::from_u32(CLOSE_NO_LONGER_ALLOWED), &text);
+            streams.kill_all(&reason);
+            tasks.abort_all();
         }
         // Requests in flight finish (bounded by the upstream timeouts and,
         // at shutdown, by the drain deadline) before the connection counts
@@ -396,7 +404,10 @@ async fn request(
     let resolved = match tokio::time::timeout(limit, resolver.resolve_request()).await {
         Ok(r) => r,
         Err(_) => {
-            // Dropping the resolver resets the stream.
+            // Dropping the resolver ends the stream without a response (the
+            // resolver does not give access to the stream to reset it;
+            // quinn finishes a dropped send stream and stops the receive
+            // side), which is all a client that sent no headers can expect.
             count("header_timeout");
             return;
         }
