@@ -117,7 +117,11 @@ fn soak_reloads_renewals_and_a_revocation_under_load() {
     while Instant::now() < end {
         std::thread::sleep(Duration::from_secs(1));
         tick += 1;
-        let text = if tick.is_multiple_of(2) { POLICY } else { POLICY_B };
+        let text = if tick.is_multiple_of(2) {
+            POLICY
+        } else {
+            POLICY_B
+        };
         atomic_write(&gw.path("policy/main.json"), text.as_bytes());
         reloads += 1;
         if tick.is_multiple_of(3) {
