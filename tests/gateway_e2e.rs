@@ -710,6 +710,8 @@ fn allowed_request_is_proxied_with_identity_and_a_jwt_that_verifies() {
             [client_cert.as_str()],
             "RFC 9440 header, spoof removed"
         );
+        let chain = header(&seen, "client-cert-chain").expect("Client-Cert-Chain");
+        assert!(chain.starts_with(':') && chain.ends_with(':') && !chain.contains(','));
         let jwt = header(&seen, "x-ward-assertion").expect("assertion header");
         assert_ne!(jwt, "forged");
         let claims = verify_jwt(jwt, &jwks);

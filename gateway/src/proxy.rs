@@ -461,6 +461,23 @@ async fn handle_inner(
         if let Ok(v) = HeaderValue::from_str(&value) {
             headers.insert("client-cert", v);
         }
+        // RFC 9440: the rest of the chain as a list of byte sequences.
+        let rest: Vec<String> = conn
+            .chain
+            .iter()
+            .skip(1)
+            .map(|c| {
+                format!(
+                    ":{}:",
+                    base64::engine::general_purpose::STANDARD.encode(c.as_ref())
+                )
+            })
+            .collect();
+        if !rest.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&rest.join(", "))
+        {
+            headers.insert("client-cert-chain", v);
+        }
     }
 
     let timeout = Duration::from_secs(shared.config.limits.upstream_timeout_secs);
