@@ -183,7 +183,107 @@ async fn run_async(opts: Options, dir: PathBuf, keys: hsm::Keys) -> anyhow::Resu
     use tokio::signal::unix::{SignalKind, signal};
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let l = Layout::new(&dir);
+    // Setup can take a while (key generation, enrolment); a Ctrl-C during
+    // it stops there instead of waiting for the banner.
+    let started = tokio::select! {
+        r = start(&opts, &dir, &keys) => r?,
+        _ = int.recv() => {
+            eprintln!("ward up: interrupted while starting");
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ = term.recv() => {
+            eprintln!("ward up: terminated while starting");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    let Running {
+        mut gw_task,
+        mut agent_task,
+        mut ca_task,
+        up_task,
+        ca_stop,
+        root_fp,
+        up_addr,
+        fresh,
+    } = started;
+
+    print_banner(&opts, &root_fp, &keys, up_addr, fresh)?;
+
+    // A handle that completed inside the select must not be polled again.
+    let (mut gw_done, mut ca_done, mut agent_done) = (false, false, false);
+    let failure = tokio::select! {
+        _ = int.recv() => None,
+        _ = term.recv() => None,
+        // The gateway and the agent return Ok only after a signal of their
+        // own (the same Ctrl-C), so Ok is a clean stop.
+        r = &mut gw_task => {
+            gw_done = true;
+            match r {
+                Ok(Ok(())) => None,
+                r => Some(format!("the gateway stopped: {}", join_msg(r))),
+            }
+        }
+        r = &mut agent_task => {
+            agent_done = true;
+            match r {
+                Ok(Ok(())) => None,
+                r => Some(format!("the agent stopped: {}", join_msg(r))),
+            }
+        }
+        r = &mut ca_task => {
+            ca_done = true;
+            Some(format!("the CA stopped: {}", join_msg(r)))
+        }
+    };
+    eprintln!("ward up: shutting down");
+    if failure.is_some() {
+        gw_task.abort();
+        agent_task.abort();
+    }
+    // The gateway drains by itself (it saw the signal); bounded, then the
+    // agent, the CA and the upstream stop.
+    if !gw_done {
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut gw_task).await;
+        gw_task.abort();
+    }
+    if !agent_done {
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut agent_task).await;
+        agent_task.abort();
+    }
+    let _ = ca_stop.send(());
+    if !ca_done {
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut ca_task).await;
+        ca_task.abort();
+    }
+    up_task.abort();
+    match failure {
+        Some(msg) => bail!("{msg}"),
+        None => {
+            eprintln!(
+                "ward up: stopped; `ward up --dir {}` resumes",
+                opts.dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// What [`start`] leaves running.
+struct Running {
+    gw_task: tokio::task::JoinHandle<Result<(), ward_gateway::Error>>,
+    agent_task: tokio::task::JoinHandle<Result<(), ward_agent::Error>>,
+    ca_task: tokio::task::JoinHandle<Result<(), ward_ca::Error>>,
+    up_task: tokio::task::JoinHandle<()>,
+    ca_stop: tokio::sync::oneshot::Sender<()>,
+    root_fp: String,
+    up_addr: SocketAddr,
+    fresh: bool,
+}
+
+/// Creates or reopens the CA and starts everything; returns once the
+/// gateway is ready.
+async fn start(opts: &Options, dir: &Path, keys: &hsm::Keys) -> anyhow::Result<Running> {
+    let l = Layout::new(dir);
     hsm::create_private_dir(&l.ca_dir)?;
     hsm::create_private_dir(&l.gw_dir)?;
 
@@ -239,7 +339,7 @@ async fn run_async(opts: Options, dir: PathBuf, keys: hsm::Keys) -> anyhow::Resu
     ca_listener.set_nonblocking(true)?;
     let ca_listener = tokio::net::TcpListener::from_std(ca_listener)?;
     let (ca_stop, ca_stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut ca_task = tokio::spawn(ward_ca::server::serve(
+    let ca_task = tokio::spawn(ward_ca::server::serve(
         Arc::clone(&ca),
         ca_listener,
         async {
@@ -326,7 +426,7 @@ upstream = "{up_addr}"
     std::fs::write(&l.gw_toml, gw_text)
         .with_context(|| format!("writing {}", l.gw_toml.display()))?;
 
-    let mut agent_task = tokio::spawn({
+    let agent_task = tokio::spawn({
         let p = l.agent_toml.clone();
         async move { ward_agent::run::run(&p).await }
     });
@@ -343,66 +443,16 @@ upstream = "{up_addr}"
         up_task.abort();
         return Err(e);
     }
-
-    print_banner(&opts, &l, &root_fp, &keys, up_addr, fresh)?;
-
-    // A handle that completed inside the select must not be polled again.
-    let (mut gw_done, mut ca_done, mut agent_done) = (false, false, false);
-    let failure = tokio::select! {
-        _ = int.recv() => None,
-        _ = term.recv() => None,
-        // The gateway and the agent return Ok only after a signal of their
-        // own (the same Ctrl-C), so Ok is a clean stop.
-        r = &mut gw_task => {
-            gw_done = true;
-            match r {
-                Ok(Ok(())) => None,
-                r => Some(format!("the gateway stopped: {}", join_msg(r))),
-            }
-        }
-        r = &mut agent_task => {
-            agent_done = true;
-            match r {
-                Ok(Ok(())) => None,
-                r => Some(format!("the agent stopped: {}", join_msg(r))),
-            }
-        }
-        r = &mut ca_task => {
-            ca_done = true;
-            Some(format!("the CA stopped: {}", join_msg(r)))
-        }
-    };
-    eprintln!("ward up: shutting down");
-    if failure.is_some() {
-        gw_task.abort();
-        agent_task.abort();
-    }
-    // The gateway drains by itself (it saw the signal); bounded, then the
-    // agent, the CA and the upstream stop.
-    if !gw_done {
-        let _ = tokio::time::timeout(Duration::from_secs(10), &mut gw_task).await;
-        gw_task.abort();
-    }
-    if !agent_done {
-        let _ = tokio::time::timeout(Duration::from_secs(2), &mut agent_task).await;
-        agent_task.abort();
-    }
-    let _ = ca_stop.send(());
-    if !ca_done {
-        let _ = tokio::time::timeout(Duration::from_secs(5), &mut ca_task).await;
-        ca_task.abort();
-    }
-    up_task.abort();
-    match failure {
-        Some(msg) => bail!("{msg}"),
-        None => {
-            eprintln!(
-                "ward up: stopped; `ward up --dir {}` resumes",
-                opts.dir.display()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-    }
+    Ok(Running {
+        gw_task,
+        agent_task,
+        ca_task,
+        up_task,
+        ca_stop,
+        root_fp,
+        up_addr,
+        fresh,
+    })
 }
 
 fn join_msg<E: std::fmt::Display>(r: Result<Result<(), E>, tokio::task::JoinError>) -> String {
@@ -582,7 +632,6 @@ fn ward_command() -> String {
 
 fn print_banner(
     opts: &Options,
-    l: &Layout,
     root_fp: &str,
     keys: &hsm::Keys,
     up_addr: SocketAddr,
@@ -629,7 +678,6 @@ fn print_banner(
         d.join("policies").display(),
         d.join("gateway/decisions.jsonl").display()
     )?;
-    let _ = l;
     writeln!(o)?;
     writeln!(
         o,
