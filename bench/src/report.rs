@@ -258,6 +258,7 @@ const COLORS: &[(&str, &str)] = &[
     ("direct", "#7f7f7f"),
     ("ward", "#1f77b4"),
     ("nginx", "#2ca02c"),
+    ("haproxy", "#ff7f0e"),
     ("ward-policy", "#1f77b4"),
     ("cedar", "#2ca02c"),
     ("issue-log-on", "#1f77b4"),
