@@ -295,10 +295,46 @@ fn init_serve_enrol_renew_revoke_crl_issue_list_status() {
         .unwrap();
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
 
-    // Offline issue for a gateway, with a DNS name.
+    // A CSR for a gateway certificate.
     let (gcsr, _gkey) = csr();
     let csr_path = env.dir.path().join("gw.csr");
     std::fs::write(&csr_path, gcsr).unwrap();
+
+    // While the server runs, a second CA process is refused: it would fork
+    // the transparency log.
+    let busy = ward(
+        &env,
+        PIN,
+        &[
+            "ca",
+            "issue",
+            "--config",
+            config.to_str().unwrap(),
+            "--csr",
+            csr_path.to_str().unwrap(),
+            "--identity",
+            "spiffe://corp.example/ward/gateway",
+        ],
+    );
+    assert!(!busy.status.success());
+    assert!(
+        String::from_utf8_lossy(&busy.stderr).contains("another ward CA process"),
+        "{busy:?}"
+    );
+
+    // SIGTERM stops the server cleanly.
+    let pid = server.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let exit = server.0.wait().unwrap();
+    assert!(exit.success(), "ward ca serve exited with {exit}");
+
+    // Offline issue (the server is stopped), with a DNS name.
     let chain_out = ok(&ward(
         &env,
         PIN,
@@ -378,18 +414,6 @@ fn init_serve_enrol_renew_revoke_crl_issue_list_status() {
         "{status}"
     );
     assert!(status.contains("2 revoked"), "{status}");
-
-    // SIGTERM stops the server cleanly.
-    let pid = server.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let exit = server.0.wait().unwrap();
-    assert!(exit.success(), "ward ca serve exited with {exit}");
 }
 
 fn x509_parser_crl(der: &[u8]) -> ((), Vec<String>) {

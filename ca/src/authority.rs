@@ -125,6 +125,46 @@ pub struct Ca {
     policy: Option<ward_policy::PolicySet>,
     pub(crate) crl: RwLock<Option<CrlCache>>,
     keys: KeyOpener,
+    /// Held for the life of the process: one CA process per database.
+    _lock: std::fs::File,
+}
+
+/// Takes `<database>.lock` exclusively. The transparency log keeps its tree
+/// frontier in memory, so a second process appending to the same database
+/// (`ward ca issue` while `ward ca serve` runs) would fork the log; it is
+/// refused instead. The kernel drops the lock when the process dies.
+fn lock_database(db: &std::path::Path) -> Result<std::fs::File, Error> {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".lock");
+    let path = std::path::PathBuf::from(name);
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::conflict(
+            "ca_running",
+            format!(
+                "another ward CA process is using {} (is `ward ca serve` running?); stop it first, or go through its HTTPS API",
+                db.display()
+            ),
+        )),
+        Err(std::fs::TryLockError::Error(source)) => Err(Error::Io { path, source }),
+    }
 }
 
 impl std::fmt::Debug for Ca {
@@ -140,6 +180,7 @@ impl Ca {
     /// naming the problem if the HSM is unreachable, the PIN is wrong, or
     /// the issuing key does not match the stored intermediate.
     pub fn open(config: CaConfig) -> Result<Self, Error> {
+        let lock = lock_database(&config.database)?;
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.database)?);
         let authority = store.authority()?.ok_or_else(|| {
             Error::Setup(format!(
@@ -211,6 +252,7 @@ impl Ca {
             policy,
             crl: RwLock::new(None),
             keys,
+            _lock: lock,
         })
     }
 
