@@ -193,6 +193,10 @@ fn ward_up_prints_commands_that_behave_as_printed_and_resumes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(
+        !work.join("data2").exists(),
+        "created state before the port check"
+    );
 
     again.proc.signal("TERM");
     let st = again.proc.wait(Duration::from_secs(30));

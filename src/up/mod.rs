@@ -67,6 +67,13 @@ pub struct Options {
 pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
     let dir = opts.dir.clone();
     ward_ca::settings::parse_duration(&opts.cert_ttl).context("--cert-ttl")?;
+    // Every port is checked before anything is created, so a busy one
+    // fails at once with the option that moves it.
+    let ports = Ports {
+        ca: bind_std(opts.ca_port, "CA API", "--ca-port")?,
+        gateway: bind_std(opts.gateway_port, "gateway", "--gateway-port")?,
+        admin: bind_std(opts.admin_port, "gateway admin listener", "--admin-port")?,
+    };
     hsm::create_private_dir(&dir)?;
     let use_softhsm = choose_softhsm(&dir, opts.file_keys)?;
     // SoftHSM2 reads SOFTHSM2_CONF when the module is first initialised, and
@@ -92,7 +99,7 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(run_async(opts, abs_dir, keys))
+    rt.block_on(run_async(opts, abs_dir, keys, ports))
 }
 
 /// Whether the CA keys are (or will be) in SoftHSM2. A directory keeps the
@@ -166,6 +173,15 @@ impl Layout {
     }
 }
 
+/// The three loopback ports, bound before anything starts. The CA's is
+/// used as is; the gateway's two are released just before the gateway
+/// binds them itself (its API takes addresses, not sockets).
+struct Ports {
+    ca: std::net::TcpListener,
+    gateway: std::net::TcpListener,
+    admin: std::net::TcpListener,
+}
+
 /// Binds a loopback port now, or says which option moves it.
 fn bind_std(port: u16, what: &str, option: &str) -> anyhow::Result<std::net::TcpListener> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -176,7 +192,12 @@ fn bind_std(port: u16, what: &str, option: &str) -> anyhow::Result<std::net::Tcp
     })
 }
 
-async fn run_async(opts: Options, dir: PathBuf, keys: hsm::Keys) -> anyhow::Result<ExitCode> {
+async fn run_async(
+    opts: Options,
+    dir: PathBuf,
+    keys: hsm::Keys,
+    ports: Ports,
+) -> anyhow::Result<ExitCode> {
     ward_ca::server::install_crypto_provider();
     // Listen for signals before anything else starts: a Ctrl-C that comes
     // early must still mean a clean stop, not a lost signal.
@@ -186,7 +207,7 @@ async fn run_async(opts: Options, dir: PathBuf, keys: hsm::Keys) -> anyhow::Resu
     // Setup can take a while (key generation, enrolment); a Ctrl-C during
     // it stops there instead of waiting for the banner.
     let started = tokio::select! {
-        r = start(&opts, &dir, &keys) => r?,
+        r = start(&opts, &dir, &keys, ports) => r?,
         _ = int.recv() => {
             eprintln!("ward up: interrupted while starting");
             return Ok(ExitCode::SUCCESS);
@@ -282,16 +303,21 @@ struct Running {
 
 /// Creates or reopens the CA and starts everything; returns once the
 /// gateway is ready.
-async fn start(opts: &Options, dir: &Path, keys: &hsm::Keys) -> anyhow::Result<Running> {
+async fn start(
+    opts: &Options,
+    dir: &Path,
+    keys: &hsm::Keys,
+    ports: Ports,
+) -> anyhow::Result<Running> {
     let l = Layout::new(dir);
     hsm::create_private_dir(&l.ca_dir)?;
     hsm::create_private_dir(&l.gw_dir)?;
 
-    // Every port is checked before anything starts, so a busy one fails
-    // fast with the option that moves it.
-    let ca_listener = bind_std(opts.ca_port, "CA API", "--ca-port")?;
-    let gw_probe = bind_std(opts.gateway_port, "gateway", "--gateway-port")?;
-    let admin_probe = bind_std(opts.admin_port, "gateway admin listener", "--admin-port")?;
+    let Ports {
+        ca: ca_listener,
+        gateway: gw_probe,
+        admin: admin_probe,
+    } = ports;
 
     // The CA: created once, reopened on every later start.
     let ca_text = format!(
