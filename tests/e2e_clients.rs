@@ -264,12 +264,9 @@ import sys, ssl, httpx
 url, cert, key, ca = sys.argv[1:5]
 ctx = ssl.create_default_context(cafile=ca)
 ctx.load_cert_chain(cert, key)
-try:
-    import h2  # noqa: F401
-    http2 = True
-except ImportError:
-    http2 = False
-with httpx.Client(verify=ctx, http2=http2, timeout=10) as c:
+# .ci/run installs `h2`, so httpx speaks HTTP/2 here: a second,
+# independent HTTP/2 client beside curl.
+with httpx.Client(verify=ctx, http2=True, timeout=10) as c:
     r = c.get(url)
 print("status=%d" % r.status_code)
 print("version=%s" % r.http_version)
@@ -526,7 +523,13 @@ upstream = "http://127.0.0.1:{up}"
     call(s_client(&w, gw_port, "/admin/x", true), false);
     call(python(&w, gw_port, "python-requests", "/orders/4"), true);
     call(python(&w, gw_port, "python-requests", "/admin/x"), false);
-    call(python(&w, gw_port, "python-httpx", "/orders/5"), true);
+    let (httpx_seen, out) = python(&w, gw_port, "python-httpx", "/orders/5");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("version=HTTP/2"),
+        "httpx did not use HTTP/2: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    call((httpx_seen, out), true);
     call(python(&w, gw_port, "python-httpx", "/admin/x"), false);
 
     // POST is denied by an explicit Deny (curl, HTTP/2).
