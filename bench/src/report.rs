@@ -395,11 +395,23 @@ pub fn run(raw: &Path, meta: &Path, out: &Path) -> anyhow::Result<()> {
         let Some(series) = by_scenario.get(sc) else {
             continue;
         };
+        // Table rows grouped by figure (first-seen order), targets in
+        // run order within each figure, so ratios read down a column.
+        let mut figures: Vec<&str> = Vec::new();
+        for s in series {
+            if !figures.contains(&s.figure.as_str()) {
+                figures.push(&s.figure);
+            }
+        }
+        let rows: Vec<&Series> = figures
+            .iter()
+            .flat_map(|f| series.iter().copied().filter(move |s| s.figure == *f))
+            .collect();
         let _ = write!(
             md,
             "\n## {sc}\n\n![{sc}]({sc}.svg)\n\n| target | figure | median | min | max | rounds | ratio to nginx | ratio to direct |\n|---|---|---|---|---|---|---|---|\n"
         );
-        for s in series {
+        for s in &rows {
             let figure = format!(
                 "{} ({}, {} is better)",
                 s.figure,
