@@ -1,11 +1,13 @@
 //! `ward ca …` end to end as real processes against a real SoftHSM2 token:
 //! init, token create, serve, enrol/renew/revoke through the HTTPS API,
-//! CRL, offline issue, list, status, and HSM failures.
+//! CRL, offline issue, list, status, `ward ca revoke --ca` against a
+//! running CA (admin, non-admin, offline refused while serving), and HSM
+//! failures.
 //!
 //! Each child gets SOFTHSM2_CONF and the PIN through its own environment,
 //! never through arguments, so tests do not fight over process-wide state.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -484,4 +486,286 @@ fn hsm_failures_exit_nonzero_with_the_reason_and_store_nothing() {
             "{what}: a CA was stored"
         );
     }
+}
+
+/// Waits at most `limit` for `child` to exit; kills it (and fails) otherwise.
+fn wait_bounded(child: &mut Child, limit: std::time::Duration) -> std::process::ExitStatus {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Offline issue of one certificate: writes `<name>.pem` (chain) and
+/// `<name>.key` (0600) and returns (serial, chain path, key path).
+fn issue_files(
+    env: &Env,
+    config: &Path,
+    name: &str,
+    identity: &str,
+    extra: &[&str],
+) -> (String, PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (csr_pem, key_pem) = csr();
+    let csr_path = env.dir.path().join(format!("{name}.csr"));
+    std::fs::write(&csr_path, csr_pem).unwrap();
+    let key = env.dir.path().join(format!("{name}.key"));
+    std::fs::write(&key, key_pem).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let chain = env.dir.path().join(format!("{name}.pem"));
+    let mut args = vec![
+        "ca",
+        "issue",
+        "--config",
+        config.to_str().unwrap(),
+        "--csr",
+        csr_path.to_str().unwrap(),
+        "--identity",
+        identity,
+        "--out",
+        chain.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = ward(env, PIN, &args);
+    ok(&out);
+    // stderr: "issued <serial> for <identity> (until …)"
+    let err = String::from_utf8_lossy(&out.stderr);
+    let serial = err
+        .lines()
+        .find_map(|l| l.strip_prefix("issued "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no serial in {err}"))
+        .to_string();
+    (serial, chain, key)
+}
+
+fn list_json(env: &Env, config: &Path) -> Vec<serde_json::Value> {
+    ok(&ward(
+        env,
+        PIN,
+        &["ca", "list", "--config", config.to_str().unwrap(), "--json"],
+    ))
+    .lines()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect()
+}
+
+fn state_of<'a>(certs: &'a [serde_json::Value], serial: &str) -> &'a serde_json::Value {
+    certs
+        .iter()
+        .find(|c| c["serial"] == serial)
+        .unwrap_or_else(|| panic!("{serial} not listed in {certs:?}"))
+}
+
+#[test]
+fn revoke_online_through_a_running_ca_as_admin_and_refused_otherwise() {
+    let env = setup("ward-online");
+    let config = write_config(&env, "ca.toml", "ward-online", MODULE);
+    // `[server]` is the config's last table: the admin goes into it.
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("admins = [\"spiffe://corp.example/user/alice\"]\n");
+    std::fs::write(&config, text).unwrap();
+    let cfg = config.to_str().unwrap();
+    let out = ok(&ward(&env, PIN, &["ca", "init", "--config", cfg]));
+    let root_fp = out
+        .lines()
+        .find_map(|l| l.strip_prefix("root:"))
+        .unwrap()
+        .trim()
+        .to_string();
+
+    let (alice, alice_pem, alice_key) = issue_files(
+        &env,
+        &config,
+        "alice",
+        "spiffe://corp.example/user/alice",
+        &["--profile", "user", "--email", "alice@corp.example"],
+    );
+    let (web, _, _) = issue_files(
+        &env,
+        &config,
+        "web",
+        "spiffe://corp.example/ns/prod/sa/web",
+        &[],
+    );
+    let (mallory, mallory_pem, mallory_key) = issue_files(
+        &env,
+        &config,
+        "mallory",
+        "spiffe://corp.example/ns/dev/sa/mallory",
+        &[],
+    );
+
+    let (mut server, url, served_fp) = serve(&env, &config);
+    assert_eq!(served_fp, root_fp);
+    let online = |pem: &Path, key: &Path, serial: &str, reason: &str| {
+        ward(
+            &env,
+            PIN,
+            &[
+                "ca",
+                "revoke",
+                "--ca",
+                &url,
+                "--fingerprint",
+                &root_fp,
+                "--cert",
+                pem.to_str().unwrap(),
+                "--key",
+                key.to_str().unwrap(),
+                "--serial",
+                serial,
+                "--reason",
+                reason,
+            ],
+        )
+    };
+    let key_secrets: Vec<String> = [&alice_key, &mallory_key]
+        .iter()
+        .map(|k| {
+            std::fs::read_to_string(k)
+                .unwrap()
+                .lines()
+                .filter(|l| !l.starts_with("-----"))
+                .collect()
+        })
+        .collect();
+    let no_secret = |out: &Output| {
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!all.contains("PRIVATE KEY"), "{all}");
+        for k in &key_secrets {
+            assert!(!all.contains(&k[..40]), "key material printed: {all}");
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let crl_serials = || {
+        rt.block_on(async {
+            let client = CaClient::new(&url, RootPin::Fingerprint(root_fp.clone())).unwrap();
+            x509_parser_crl(&client.crl().await.unwrap()).1
+        })
+    };
+
+    // A non-admin may not revoke someone else's certificate: 403 with the
+    // CA's reason, and nothing changes.
+    let refused = online(&mallory_pem, &mallory_key, &web, "keyCompromise");
+    no_secret(&refused);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{err}");
+    assert!(
+        err.contains("403")
+            && err.contains("not_authorized")
+            && err.contains("may revoke only its own certificate"),
+        "{err}"
+    );
+    assert!(err.contains(&web), "the error names the serial: {err}");
+    assert!(
+        !crl_serials().contains(&web),
+        "refused revocation took effect"
+    );
+
+    // An admin: an unknown serial is a 404 …
+    let unknown = online(&alice_pem, &alice_key, "0badc0de", "keyCompromise");
+    let err = String::from_utf8_lossy(&unknown.stderr);
+    assert!(!unknown.status.success(), "{err}");
+    assert!(err.contains("404") && err.contains("not_found"), "{err}");
+
+    // … and another client's certificate is revoked while the CA runs.
+    let done = online(&alice_pem, &alice_key, &web, "keyCompromise");
+    no_secret(&done);
+    let said = ok(&done);
+    assert!(said.starts_with(&format!("revoked {web} at ")), "{said}");
+    let crl = crl_serials();
+    assert!(crl.contains(&web), "CRL {crl:?} lacks {web}");
+    assert!(!crl.contains(&mallory) && !crl.contains(&alice), "{crl:?}");
+
+    // Twice is a conflict, reported as such.
+    let again = online(&alice_pem, &alice_key, &web, "keyCompromise");
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success());
+    assert!(
+        err.contains("409") && err.contains("already_revoked"),
+        "{err}"
+    );
+
+    // Offline while serving is refused and points at the online mode,
+    // filled in with this CA's root fingerprint.
+    let busy = ward(
+        &env,
+        PIN,
+        &["ca", "revoke", "--config", cfg, "--serial", &mallory],
+    );
+    let err = String::from_utf8_lossy(&busy.stderr);
+    assert!(!busy.status.success(), "{err}");
+    assert!(
+        err.contains("another ward CA process")
+            && err.contains("ward ca revoke --ca https://")
+            && err.contains(&root_fp)
+            && err.contains(&format!("--serial {mallory}")),
+        "{err}"
+    );
+
+    // The modes do not mix, and --ca needs the whole identity.
+    for args in [
+        vec![
+            "--config",
+            cfg,
+            "--ca",
+            url.as_str(),
+            "--serial",
+            mallory.as_str(),
+        ],
+        vec![
+            "--ca",
+            url.as_str(),
+            "--fingerprint",
+            root_fp.as_str(),
+            "--serial",
+            mallory.as_str(),
+        ],
+        vec![
+            "--fingerprint",
+            root_fp.as_str(),
+            "--serial",
+            mallory.as_str(),
+        ],
+    ] {
+        let mut full = vec!["ca", "revoke"];
+        full.extend(args.iter().copied());
+        let out = ward(&env, PIN, &full);
+        assert_eq!(out.status.code(), Some(2), "{full:?}: {out:?}");
+    }
+
+    // After a clean stop the database agrees: web revoked by alice's
+    // certificate for keyCompromise; mallory and alice untouched.
+    let pid = server.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let exit = wait_bounded(&mut server.0, std::time::Duration::from_secs(30));
+    assert!(exit.success(), "ward ca serve exited with {exit}");
+    let certs = list_json(&env, &config);
+    let w = state_of(&certs, &web);
+    assert_eq!(w["state"], "revoked", "{w}");
+    assert_eq!(w["reason"], "keyCompromise", "{w}");
+    assert_eq!(w["revoked_by"], format!("cert:{alice}"), "{w}");
+    assert_eq!(state_of(&certs, &mallory)["state"], "valid");
+    assert_eq!(state_of(&certs, &alice)["state"], "valid");
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Subcommand;
 use ward_ca::authority::{self, Revoker, TokenSpec, fingerprint};
+use ward_ca::client::{CaClient, RootPin};
 use ward_ca::keys::{KeyOpener, backend_name};
 use ward_ca::profile::Profile;
 use ward_ca::settings::{CaConfig, parse_duration, parse_time};
@@ -73,11 +74,29 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Revoke a certificate by serial (the served CRL picks it up within a minute).
+    /// Revoke a certificate by serial: online through a running CA's API
+    /// (`--ca URL --fingerprint --cert --key`, as an admin or the holder),
+    /// or offline in the database (`--config`, only while no `ward ca serve`
+    /// holds it). The CRL picks it up at once.
     Revoke {
-        /// CA config file.
-        #[arg(long, default_value = "ca.toml")]
-        config: PathBuf,
+        /// CA config file: revoke offline, directly in the database
+        /// (default `ca.toml` when `--ca` is not given).
+        #[arg(long, conflicts_with_all = ["ca", "fingerprint", "cert", "key"])]
+        config: Option<PathBuf>,
+        /// URL of a running CA (`https://host:port`): revoke through its API.
+        #[arg(long, value_name = "URL", requires_all = ["fingerprint", "cert", "key"])]
+        ca: Option<String>,
+        /// SHA-256 fingerprint of the CA root (`sha256:<hex>`), pinned for `--ca`.
+        #[arg(long, requires = "ca")]
+        fingerprint: Option<String>,
+        /// Client certificate chain (PEM, leaf first) for `--ca`: an
+        /// identity in `server.admins` or allowed `ca:Revoke` by the admin
+        /// policy, or the certificate being revoked itself.
+        #[arg(long, value_name = "PEM", requires = "ca")]
+        cert: Option<PathBuf>,
+        /// Private key of `--cert` (PEM); read, never printed.
+        #[arg(long, value_name = "PEM", requires = "ca")]
+        key: Option<PathBuf>,
         /// Serial number (hex).
         #[arg(long)]
         serial: String,
@@ -202,14 +221,31 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Command::Revoke {
             config,
+            ca,
+            fingerprint,
+            cert,
+            key,
             serial,
             reason,
-        } => {
-            let ca = ward_ca::Ca::open(load(&config)?)?;
-            let rec = ca.revoke(&serial, &reason, &Revoker::Operator)?;
-            println!("revoked {} ({}) reason {reason}", rec.serial, rec.identity);
-            Ok(ExitCode::SUCCESS)
-        }
+        } => match (ca, fingerprint, cert, key) {
+            (Some(url), Some(fingerprint), Some(cert), Some(key)) => {
+                let online = Online {
+                    url: &url,
+                    fingerprint: &fingerprint,
+                    cert: &cert,
+                    key: &key,
+                };
+                revoke_online(&online, &serial, &reason)
+            }
+            (None, None, None, None) => {
+                let config = config.unwrap_or_else(|| PathBuf::from("ca.toml"));
+                revoke_offline(&config, &serial, &reason)
+            }
+            // clap's `requires` makes this unreachable; say so anyway.
+            _ => anyhow::bail!(
+                "--ca needs --fingerprint sha256:<hex>, --cert PEM and --key PEM together"
+            ),
+        },
         Command::List {
             config,
             identity,
@@ -255,6 +291,96 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Command::Status { config } => status(&config),
     }
+}
+
+/// Where and as whom `ward ca revoke --ca` talks to a running CA.
+struct Online<'a> {
+    url: &'a str,
+    fingerprint: &'a str,
+    cert: &'a Path,
+    key: &'a Path,
+}
+
+/// `POST /v1/revoke` as the identity in `--cert`. A refusal (403 not an
+/// admin, 404 unknown serial, 409 already revoked, …) is an error naming
+/// the CA's status, code and message. The key is read here and handed to
+/// rustls only; it never reaches a message.
+fn revoke_online(online: &Online<'_>, serial: &str, reason: &str) -> anyhow::Result<ExitCode> {
+    let chain_pem = std::fs::read_to_string(online.cert)
+        .with_context(|| format!("reading the client certificate {}", online.cert.display()))?;
+    let key_pem = std::fs::read_to_string(online.key)
+        .with_context(|| format!("reading the client key {}", online.key.display()))?;
+    let client = CaClient::new(
+        online.url,
+        RootPin::Fingerprint(online.fingerprint.to_owned()),
+    )
+    .with_context(|| format!("the CA at {}", online.url))?
+    .with_client_cert(&chain_pem, &key_pem)
+    .with_context(|| {
+        format!(
+            "using {} and {} as the client identity",
+            online.cert.display(),
+            online.key.display()
+        )
+    })?;
+    drop(key_pem);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    // Bounded: the client gives up after `client::REQUEST_TIMEOUT`.
+    let answer = rt
+        .block_on(client.revoke(serial, Some(reason)))
+        .with_context(|| format!("revoking {serial} through {}", online.url))?;
+    println!(
+        "revoked {} at {} reason {reason} (answered by {})",
+        answer.serial,
+        when(answer.revoked_at),
+        online.url
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Revokes directly in the database. While `ward ca serve` holds it, the
+/// error says how to revoke through the running CA instead.
+fn revoke_offline(config: &Path, serial: &str, reason: &str) -> anyhow::Result<ExitCode> {
+    let cfg = load(config)?;
+    let ca = match ward_ca::Ca::open(cfg.clone()) {
+        Ok(ca) => ca,
+        Err(e) if e.code() == "ca_running" => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "cannot revoke offline while the CA serves this database; revoke through it: {}",
+                online_hint(&cfg, serial)
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let rec = ca.revoke(serial, reason, &Revoker::Operator)?;
+    println!("revoked {} ({}) reason {reason}", rec.serial, rec.identity);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `ward ca revoke --ca …` command for this CA, filled in as far as the
+/// config and the database tell (address, root fingerprint, serial).
+fn online_hint(cfg: &CaConfig, serial: &str) -> String {
+    let host = cfg
+        .server
+        .dns_names
+        .first()
+        .cloned()
+        .unwrap_or_else(|| cfg.server.listen.ip().to_string());
+    let url = match cfg.server.listen.port() {
+        0 => format!("https://{host}:PORT"),
+        port => format!("https://{host}:{port}"),
+    };
+    let fp = store(cfg)
+        .ok()
+        .and_then(|st| st.authority().ok().flatten())
+        .map(|a| fingerprint(&a.root_der))
+        .unwrap_or_else(|| "sha256:<root fingerprint>".into());
+    format!(
+        "ward ca revoke --ca {url} --fingerprint {fp} --cert admin-cert.pem --key admin-key.pem --serial {serial}"
+    )
 }
 
 fn init(config: &Path, root_out: Option<&Path>) -> anyhow::Result<ExitCode> {
