@@ -5,8 +5,8 @@
 //!
 //! Every issuance runs the same pipeline, so the transparency log is wired
 //! in at exactly one place ([`LogSink`]):
-//! validate → sign (HSM) → store (one transaction, token claimed atomically)
-//! → append to the log → return.
+//! validate → sign (HSM, outside any lock) → store + log append (one
+//! transaction, token claimed atomically, one fsync per group) → return.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -274,17 +274,33 @@ impl Ca {
         self.log.read().ok().and_then(|l| l.clone())
     }
 
-    /// Appends an issuance durably; with the built-in log, returns its
-    /// inclusion proof (the receipt of the batch that committed it).
-    fn log_issued(
+    /// Stores an issuance (claiming the token, if any, in the same
+    /// transaction) and appends it to the log, durably, before anything is
+    /// returned. With the built-in log both go into one SQLite transaction
+    /// on the log writer's connection, so a group of issuances costs one
+    /// fsync and one write lock, and a failure leaves neither the store row
+    /// nor the log entry. A replacement sink ([`Ca::set_log`]) gets the
+    /// store's own group commit and then its append, as before. Returns the
+    /// inclusion proof with the built-in log.
+    fn record_and_log(
         &self,
         rec: &CertRecord,
+        claim: Option<&str>,
+        arrival: Option<crate::translog::Arrival>,
     ) -> Result<Option<crate::translog::InclusionProofJson>, Error> {
         match self.custom_log() {
-            Some(l) => l.append_issued(rec).map(|()| None),
+            Some(l) => {
+                self.store
+                    .record_issue(rec, claim.map(|id| (id, rec.created_at)))?;
+                l.append_issued(rec).map(|()| None)
+            }
             None => {
                 let entry = crate::translog::sink::issued_entry(rec)?;
-                Ok(Some(self.translog.append_blocking(&entry)?.to_json()))
+                let claim = claim.map(|id| (id.to_owned(), rec.created_at));
+                let receipt =
+                    self.translog
+                        .append_issue_blocking(&entry, rec.clone(), claim, arrival)?;
+                Ok(Some(receipt.to_json()))
             }
         }
     }
@@ -405,10 +421,15 @@ impl Ca {
     }
 
     /// Store (claiming the token in the same transaction), log, answer.
-    fn finish(&self, rec: CertRecord, claim: Option<&str>) -> Result<Issued, Error> {
-        self.store
-            .record_issue(&rec, claim.map(|id| (id, rec.created_at)))?;
-        let log_proof = self.log_issued(&rec)?;
+    /// `arrival` is the announcement made when the request came in (see
+    /// [`crate::translog::Log::arriving`]).
+    fn finish(
+        &self,
+        rec: CertRecord,
+        claim: Option<&str>,
+        arrival: Option<crate::translog::Arrival>,
+    ) -> Result<Issued, Error> {
+        let log_proof = self.record_and_log(&rec, claim, arrival)?;
         if let Some(m) = crate::metrics::get() {
             m.issued.with_label_values(&[rec.profile.as_str()]).inc();
         }
@@ -468,6 +489,9 @@ impl Ca {
 
     /// Enrolment: a one-time token plus a CSR.
     pub fn enroll(&self, token: &str, csr_pem: &str) -> Result<Issued, Error> {
+        // Announced before the slow part, so that concurrent enrolments
+        // reach the log writer in one group.
+        let arrival = self.translog.arriving();
         let tok = self.check_token(token)?;
         let req = csr::parse_pem(csr_pem)?;
         let pattern = IdentityPattern::parse(&tok.identity)
@@ -505,7 +529,7 @@ impl Ca {
             self.ttl(profile),
             format!("token:{}", tok.id),
         )?;
-        self.finish(rec, Some(&tok.id))
+        self.finish(rec, Some(&tok.id), Some(arrival))
     }
 
     /// The identity a CSR asks for: its one URI SAN, or the token's exact
@@ -583,6 +607,7 @@ impl Ca {
     /// Renewal: authenticated by the current certificate; same identity,
     /// new key.
     pub fn renew(&self, current: &CertRecord, csr_pem: &str) -> Result<Issued, Error> {
+        let arrival = self.translog.arriving();
         let req = csr::parse_pem(csr_pem)?;
         let (_, old) = x509_parser::parse_x509_certificate(&current.der)
             .map_err(|e| Error::Store(format!("stored certificate does not parse: {e}")))?;
@@ -629,7 +654,7 @@ impl Ca {
             self.ttl(profile),
             format!("renew:{}", current.serial),
         )?;
-        let issued = self.finish(rec, None)?;
+        let issued = self.finish(rec, None, Some(arrival))?;
         if let Some(m) = crate::metrics::get() {
             m.renewals.inc();
         }
@@ -690,7 +715,7 @@ impl Ca {
             ttl,
             "cli".into(),
         )?;
-        self.finish(rec, None)
+        self.finish(rec, None, None)
     }
 
     /// The CA's own API server certificate, with a key generated in memory.
@@ -708,8 +733,7 @@ impl Ca {
             ttl,
             "self".into(),
         )?;
-        self.store.record_issue(&rec, None)?;
-        self.log_issued(&rec)?;
+        self.record_and_log(&rec, None, None)?;
         Ok((
             vec![rec.der, self.issuing_der.clone(), self.root_der.clone()],
             key.serialize_der(),

@@ -5,6 +5,7 @@
 mod sqlite;
 
 pub use sqlite::SqliteStore;
+pub(crate) use sqlite::write_issue;
 
 use crate::Error;
 

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 
@@ -27,6 +27,7 @@ use super::reader::LogReader;
 use super::sth::{LogPublicKey, SignedTreeHead, TreeHead, encode_hash};
 use super::store::{self, DbNodes};
 use crate::Error;
+use crate::store::CertRecord;
 
 /// The key that signs tree heads: a file key or a PKCS#11 key.
 pub type LogSigner = Arc<dyn rcgen::SigningKey + Send + Sync>;
@@ -43,6 +44,11 @@ pub struct LogOptions {
     /// leaf hashes: with one head per batch, damage inside a batch is only
     /// pinned to the batch.
     pub sign_every_size: bool,
+    /// Longest the writer holds a group open for callers announced with
+    /// [`Log::arriving`] (still signing their certificate). Only spent
+    /// while such callers exist, so a lone caller never waits; under load
+    /// it turns "half the callers per fsync" into "all of them".
+    pub max_wait: std::time::Duration,
 }
 
 impl Default for LogOptions {
@@ -50,6 +56,7 @@ impl Default for LogOptions {
         Self {
             max_batch: 1024,
             sign_every_size: false,
+            max_wait: std::time::Duration::from_millis(1),
         }
     }
 }
@@ -140,12 +147,36 @@ struct Job {
     bytes: Vec<u8>,
     leaf: Hash,
     fields: IndexFields,
+    /// The CA store's rows for this issuance, written in the log's
+    /// transaction (see [`Log::append_issue_blocking`]).
+    store: Option<StoreWrite>,
     reply: Reply,
+}
+
+/// An issuance for the CA store (`ca_certificates`, and the token claim),
+/// committed by the log writer together with the log entry.
+struct StoreWrite {
+    cert: CertRecord,
+    claim: Option<(String, i64)>,
+}
+
+/// A caller announced to the writer (see [`Log::arriving`]); dropping it
+/// withdraws the announcement.
+#[derive(Debug)]
+pub struct Arrival(Arc<AtomicUsize>);
+
+impl Drop for Arrival {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// The transparency log, open for appending. Share it as `Arc<Log>`.
 pub struct Log {
     tx: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Callers that will append soon (between [`Log::arriving`] and their
+    /// submission): the writer waits for them, up to `max_wait`.
+    arriving: Arc<AtomicUsize>,
     writer: Mutex<Option<JoinHandle<()>>>,
     stats: Arc<LogStats>,
     reader: LogReader,
@@ -209,6 +240,12 @@ impl Log {
         let writer_stats = Arc::clone(&stats);
         let max_batch = options.max_batch.max(1);
         let sign_every_size = options.sign_every_size;
+        let arriving = Arc::new(AtomicUsize::new(0));
+        let grouping = Grouping {
+            max_batch,
+            max_wait: options.max_wait,
+            arriving: Arc::clone(&arriving),
+        };
         let handle = std::thread::Builder::new()
             .name("ward-translog-writer".into())
             .spawn(move || {
@@ -220,11 +257,12 @@ impl Log {
                     stats: writer_stats,
                     sign_every_size,
                 };
-                w.run(&rx, max_batch);
+                w.run(&rx, &grouping);
             })
             .map_err(|e| Error::Store(format!("cannot start the log writer thread: {e}")))?;
         Ok(Self {
             tx: Mutex::new(Some(tx)),
+            arriving,
             writer: Mutex::new(Some(handle)),
             stats,
             reader,
@@ -242,6 +280,15 @@ impl Log {
     }
 
     fn submit(&self, entry: &Entry, reply: Reply) -> Result<(), Error> {
+        self.submit_with(entry, None, reply)
+    }
+
+    fn submit_with(
+        &self,
+        entry: &Entry,
+        store: Option<StoreWrite>,
+        reply: Reply,
+    ) -> Result<(), Error> {
         let bytes = entry.encode();
         let fields = entry.index_fields()?;
         let leaf = merkle::leaf_hash(&bytes);
@@ -251,9 +298,43 @@ impl Log {
             bytes,
             leaf,
             fields,
+            store,
             reply,
         })
         .map_err(|_| Error::LogClosed)
+    }
+
+    /// Announces an append that will come once the caller has done its
+    /// slow part (checking the CSR, signing the certificate): while it is
+    /// held, the writer keeps its next group open (up to `max_wait`) so
+    /// that concurrent issuances share one fsync. Drop it when the append
+    /// is submitted or abandoned.
+    pub fn arriving(&self) -> Arrival {
+        self.arriving.fetch_add(1, Ordering::AcqRel);
+        Arrival(Arc::clone(&self.arriving))
+    }
+
+    /// Records an issuance in the CA store (certificate row, and the token
+    /// claim with `claim = Some((token id, now))`) and appends its log
+    /// entry in ONE transaction on the writer's connection: one fsync per
+    /// group for both, instead of the store's group commit and then the
+    /// log's, each waiting for the other's SQLite write lock. Both or
+    /// neither: a token already used, revoked or expired fails this call
+    /// with the store's error and appends nothing, without failing the
+    /// rest of the group. The CA store's tables must be in the same
+    /// database file (they are: `Ca::open` opens both on it).
+    pub fn append_issue_blocking(
+        &self,
+        entry: &Entry,
+        cert: CertRecord,
+        claim: Option<(String, i64)>,
+        arrival: Option<Arrival>,
+    ) -> Result<Receipt, Error> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.submit_with(entry, Some(StoreWrite { cert, claim }), Reply::Blocking(tx))?;
+        // Queued now: the writer sees the job, no longer the announcement.
+        drop(arrival);
+        rx.recv().map_err(|_| Error::LogClosed)?
     }
 
     /// Append and wait (blocking the thread) until the entry is durable.
@@ -322,16 +403,49 @@ impl NodeSource for Overlay<'_> {
     }
 }
 
-impl Writer<'_> {
-    fn run(&mut self, rx: &mpsc::Receiver<Job>, max_batch: usize) {
-        while let Ok(first) = rx.recv() {
-            let mut batch = vec![first];
-            while batch.len() < max_batch {
-                match rx.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
+/// How the writer forms groups.
+struct Grouping {
+    max_batch: usize,
+    max_wait: std::time::Duration,
+    arriving: Arc<AtomicUsize>,
+}
+
+impl Grouping {
+    /// Everything queued, then (while announced callers are still on
+    /// their way and `max_wait` has not passed) whatever they submit.
+    fn collect(&self, rx: &mpsc::Receiver<Job>, first: Job) -> Vec<Job> {
+        let mut batch = vec![first];
+        let deadline = std::time::Instant::now() + self.max_wait;
+        while batch.len() < self.max_batch {
+            match rx.try_recv() {
+                Ok(job) => {
+                    batch.push(job);
+                    continue;
                 }
+                Err(mpsc::TryRecvError::Disconnected) => break,
+                Err(mpsc::TryRecvError::Empty) => {}
             }
+            let now = std::time::Instant::now();
+            if self.arriving.load(Ordering::Acquire) == 0 || now >= deadline {
+                break;
+            }
+            // Short slices: an announced caller may give up (bad CSR)
+            // without ever submitting.
+            let slice = (deadline - now).min(std::time::Duration::from_micros(100));
+            match rx.recv_timeout(slice) {
+                Ok(job) => batch.push(job),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        batch
+    }
+}
+
+impl Writer<'_> {
+    fn run(&mut self, rx: &mpsc::Receiver<Job>, grouping: &Grouping) {
+        while let Ok(first) = rx.recv() {
+            let batch = grouping.collect(rx, first);
             self.commit_and_answer(batch);
         }
     }
@@ -341,20 +455,32 @@ impl Writer<'_> {
         let first_index = before.size();
         let mut fresh = HashMap::new();
         match self.commit(&batch, &mut fresh) {
-            Ok(sth) => {
-                self.stats.batches.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .entries
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            Ok((sth, rejected)) => {
+                let appended = self.frontier.size() - first_index;
+                if appended > 0 {
+                    self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                    self.stats.entries.fetch_add(appended, Ordering::Relaxed);
+                }
                 let src = Overlay {
                     fresh: &fresh,
                     db: DbNodes(self.conn),
                 };
-                for (offset, job) in batch.into_iter().enumerate() {
-                    let leaf_index = first_index + offset as u64;
-                    let result = merkle::inclusion_proof(&src, leaf_index, sth.head.tree_size).map(
+                let mut leaf_index = first_index;
+                for (job, rejected) in batch.into_iter().zip(rejected) {
+                    if let Some(e) = rejected {
+                        job.reply.send(Err(e));
+                        continue;
+                    }
+                    let Some(sth) = &sth else {
+                        // Unreachable: an accepted job means a new head.
+                        job.reply.send(Err(Error::LogClosed));
+                        continue;
+                    };
+                    let index = leaf_index;
+                    leaf_index += 1;
+                    let result = merkle::inclusion_proof(&src, index, sth.head.tree_size).map(
                         |audit_path| Receipt {
-                            leaf_index,
+                            leaf_index: index,
                             leaf_hash: job.leaf,
                             audit_path,
                             sth: sth.clone(),
@@ -377,32 +503,59 @@ impl Writer<'_> {
         }
     }
 
+    /// Writes the batch in one transaction. Returns the new signed head
+    /// (`None` if every job was rejected: nothing to commit) and, per job,
+    /// the error that rejected it alone (its store rows failed, e.g. a
+    /// token already used); any other failure fails the whole batch.
+    #[allow(clippy::type_complexity)]
     fn commit(
         &mut self,
         batch: &[Job],
         fresh: &mut HashMap<(u32, u64), Hash>,
-    ) -> Result<SignedTreeHead, Error> {
+    ) -> Result<(Option<SignedTreeHead>, Vec<Option<Error>>), Error> {
         // IMMEDIATE: take the write lock up front (waiting out the CA's own
         // writes via the busy timeout) instead of failing on an upgrade.
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut made: Vec<NewNode> = Vec::new();
+        let mut rejected = Vec::with_capacity(batch.len());
+        let mut heads: Vec<TreeHead> = Vec::new();
         let timestamp_ms = now_ms().max(self.last_ts);
-        for (i, job) in batch.iter().enumerate() {
+        for job in batch {
+            if let Some(w) = &job.store {
+                // Its own savepoint: a refused token undoes only its rows.
+                tx.execute_batch("SAVEPOINT issue")?;
+                let claim = w.claim.as_ref().map(|(id, now)| (id.as_str(), *now));
+                if let Err(e) = crate::store::write_issue(&tx, &w.cert, claim) {
+                    tx.execute_batch("ROLLBACK TO issue; RELEASE issue")?;
+                    rejected.push(Some(e));
+                    continue;
+                }
+                tx.execute_batch("RELEASE issue")?;
+            }
+            rejected.push(None);
             let index = self.frontier.size();
             let nodes = self.frontier.push(job.leaf);
             store::insert_entry(&tx, index, &job.bytes, &job.leaf, &job.fields)?;
             store::insert_nodes(&tx, &nodes)?;
             made.extend(nodes);
-            if self.sign_every_size && i + 1 < batch.len() {
-                let head = TreeHead {
+            if self.sign_every_size {
+                heads.push(TreeHead {
                     tree_size: self.frontier.size(),
                     timestamp_ms,
                     root_hash: self.frontier.root(),
-                };
-                store::insert_sth(&tx, &head.sign(self.key.as_ref())?)?;
+                });
             }
+        }
+        if rejected.iter().all(Option::is_some) {
+            // Nothing appended: no new head; the transaction rolls back.
+            return Ok((None, rejected));
+        }
+        // The last size gets its head below.
+        heads.pop();
+        for head in heads {
+            store::insert_sth(&tx, &head.sign(self.key.as_ref())?)?;
         }
         let head = TreeHead {
             tree_size: self.frontier.size(),
@@ -416,7 +569,7 @@ impl Writer<'_> {
         for n in made {
             fresh.insert((n.level, n.index), n.hash);
         }
-        Ok(sth)
+        Ok((Some(sth), rejected))
     }
 }
 
@@ -473,6 +626,85 @@ mod tests {
             None,
         );
         assert!(report.ok(), "{:?}", report.problem);
+    }
+
+    fn cert(serial: &str) -> CertRecord {
+        CertRecord {
+            serial: serial.into(),
+            identity: "spiffe://corp.example/a".into(),
+            profile: "workload".into(),
+            dns_names: vec![],
+            email: None,
+            not_before: 0,
+            not_after: 100,
+            der: vec![1, 2, 3],
+            requester: "token:t".into(),
+            created_at: 1,
+            revoked_at: None,
+            reason: None,
+            revoked_by: None,
+        }
+    }
+
+    #[test]
+    fn a_token_claimed_in_the_log_transaction_is_single_use_under_a_race() {
+        use crate::store::{SqliteStore, Store, TokenRecord};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.db");
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .insert_token(&TokenRecord {
+                id: "t".into(),
+                secret_sha256: vec![1; 32],
+                identity: "spiffe://corp.example/a".into(),
+                profile: "workload".into(),
+                dns_names: vec![],
+                email: None,
+                created_at: 0,
+                expires_at: 1000,
+                used_at: None,
+                revoked_at: None,
+            })
+            .unwrap();
+        let key: LogSigner =
+            Arc::new(rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap());
+        let log = Arc::new(Log::open(&path, key, LogOptions::default()).unwrap());
+        let barrier = Arc::new(std::sync::Barrier::new(8));
+        let results: Vec<_> = (0..8u8)
+            .map(|i| {
+                let (log, barrier) = (Arc::clone(&log), Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    let arrival = log.arriving();
+                    barrier.wait();
+                    log.append_issue_blocking(
+                        &revoked(i),
+                        cert(&format!("{i:02x}")),
+                        Some(("t".into(), 10)),
+                        Some(arrival),
+                    )
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect();
+        let won: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+        assert_eq!(won.len(), 1, "exactly one racing claim wins");
+        for e in results.iter().filter_map(|r| r.as_ref().err()) {
+            assert_eq!(e.code(), "token_used", "{e}");
+        }
+        // The losers left neither a certificate row nor a log entry.
+        assert_eq!(won[0].leaf_index, 0);
+        won[0].verify_root().unwrap();
+        assert_eq!(log.stats().entries(), 1);
+        assert_eq!(store.counts(0).unwrap().issued, 1);
+        assert!(store.token("t").unwrap().unwrap().used_at.is_some());
+        let reader = log.reader();
+        assert_eq!(reader.raw_entries().unwrap().len(), 1);
+        // A later append still gets the next index.
+        let r = log.append_blocking(&revoked(9)).unwrap();
+        assert_eq!(r.leaf_index, 1);
+        r.verify_root().unwrap();
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub use api::{
     verify_inclusion_json, verify_sth_json,
 };
 pub use entry::{Entry, Issued, Requester, RevocationReason, Revoked};
-pub use log::{Log, LogOptions, LogSigner, LogStats, Receipt};
+pub use log::{Arrival, Log, LogOptions, LogSigner, LogStats, Receipt};
 pub use reader::LogReader;
 pub use sth::{LogPublicKey, SignedTreeHead, SthJson, TreeHead};
 pub use verify::{Auditor, LogItem, LogSource, Problem, Report, Tamper, audit, verify_log};
