@@ -315,13 +315,16 @@ fn real_clients_through_ca_agents_and_gateway() {
     let hsm = Hsm::new(&dir, "ward-e2e");
     let w = World { dir, hsm };
 
-    // CA: keys in the token; 1-minute workload certificates so that the
-    // agents renew within this test.
+    // CA: keys in the token; 2-minute workload certificates (3 minutes of
+    // life with the 1-minute backdate), so the agents renew about a minute
+    // after enrolment: within this test, but after the calls below, which
+    // must not race a certificate swap (a reader that opens cert.pem and
+    // key.pem on either side of the swap sees a mismatched pair).
     let ca_port = free_port();
     std::fs::write(
         w.path("ca.toml"),
         format!(
-            "trust_domain = \"corp.example\"\ndatabase = \"ca.db\"\n[keys]\nroot = \"{}\"\nissuing = \"{}\"\nlog = \"{}\"\n[server]\nlisten = \"127.0.0.1:{ca_port}\"\ndns_names = [\"localhost\"]\n[profiles]\nworkload_ttl = \"1m\"\n",
+            "trust_domain = \"corp.example\"\ndatabase = \"ca.db\"\n[keys]\nroot = \"{}\"\nissuing = \"{}\"\nlog = \"{}\"\n[server]\nlisten = \"127.0.0.1:{ca_port}\"\ndns_names = [\"localhost\"]\n[profiles]\nworkload_ttl = \"2m\"\n",
             w.hsm.uri("root"),
             w.hsm.uri("issuing"),
             w.hsm.uri("log")
@@ -557,7 +560,14 @@ upstream = "http://127.0.0.1:{up}"
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(text.starts_with("HTTP/2 403"), "{text}");
+    assert!(
+        text.starts_with("HTTP/2 403"),
+        "POST: {text}\ncurl {}: {}\ngateway log: {}\nagent log: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        w.log("gateway.log"),
+        w.log("agent.log")
+    );
     let post_id = decision_in(&text);
     call(
         (
@@ -590,9 +600,9 @@ upstream = "http://127.0.0.1:{up}"
         s.body
     );
 
-    // Renewal: both agents renew (1-minute certificates), the gateway
+    // Renewal: both agents renew (2-minute certificates), the gateway
     // serves its new certificate, and the client's new one is accepted.
-    wait_until("both identities renewed", Duration::from_secs(90), || {
+    wait_until("both identities renewed", Duration::from_secs(150), || {
         serial_of(&w.path("gateway/cert.pem")) != first_gw
             && serial_of(&w.path("client/cert.pem")) != first_client
     });
