@@ -45,6 +45,13 @@ struct Module {
     ctx: Pkcs11,
     gate: RwLock<u64>,
     last_reinit: Mutex<Option<Instant>>,
+    /// Serialises the creation of token objects. SoftHSM2's file-backed
+    /// token store answers CKR_GENERAL_ERROR ("Some horrible, unrecoverable
+    /// error") now and then when two sessions of one process generate key
+    /// pairs in the same token at once (seen with parallel tests). Key
+    /// generation is rare (`init`), so holding one lock costs nothing, and
+    /// it also makes "no key with this label yet" and the creation one step.
+    create: Mutex<()>,
 }
 
 /// One loaded module per path for the whole process: a second
@@ -84,6 +91,7 @@ fn module(path: &Path) -> Result<Arc<Module>, Error> {
         ctx,
         gate: RwLock::new(0),
         last_reinit: Mutex::new(None),
+        create: Mutex::new(()),
     });
     map.insert(path.to_path_buf(), Arc::clone(&m));
     Ok(m)
@@ -404,6 +412,11 @@ impl Token {
     /// never extractable, a token object. Refuses to create a second key
     /// with the same label, so `init` cannot silently shadow a live key.
     pub fn generate(self: &Arc<Self>, label: &str) -> Result<Pkcs11Key, Error> {
+        let _creating = self
+            .module
+            .create
+            .lock()
+            .map_err(|_| Error::Hsm("PKCS#11 key generation lock poisoned".into()))?;
         let exists = self.with_session("looking for existing keys", |p| {
             Ok(
                 !Self::find(&p.session, ObjectClass::PRIVATE_KEY, label)?.is_empty()
@@ -420,6 +433,31 @@ impl Token {
             ));
         }
         let id = label.as_bytes().to_vec();
+        // SoftHSM2 answers CKR_GENERAL_ERROR now and then when a token
+        // object is created while other sessions of the process use the same
+        // token (parallel tests sharing one token do this). The spec says
+        // the call may have partly succeeded, so remove whatever it left
+        // under this label and try again, a bounded number of times.
+        let mut attempt: u64 = 0;
+        loop {
+            attempt += 1;
+            match self.generate_once(label, &id)? {
+                Err(CkError::Pkcs11(RvError::GeneralError, _)) if attempt < 4 => {
+                    tracing::warn!(token = %self.label, label, attempt, "key generation failed with CKR_GENERAL_ERROR; removing leftovers and retrying");
+                    self.destroy_label(label)?;
+                    std::thread::sleep(std::time::Duration::from_millis(20 * attempt));
+                }
+                Err(e) => return Err(self.hsm_err("generating a key pair", &e)),
+                Ok(()) => break,
+            }
+        }
+        self.key(label)
+    }
+
+    /// One C_GenerateKeyPair. A CKR_GENERAL_ERROR comes back as the inner
+    /// error so that [`Self::generate`] can clean up and retry; every other
+    /// failure is final.
+    fn generate_once(&self, label: &str, id: &[u8]) -> Result<Result<(), CkError>, Error> {
         self.with_session("generating a key pair", |p| {
             let public = [
                 Attribute::Token(true),
@@ -428,7 +466,7 @@ impl Token {
                 Attribute::KeyType(KeyType::EC),
                 Attribute::EcParams(ecdsa::P256_PARAMS.to_vec()),
                 Attribute::Label(label.as_bytes().to_vec()),
-                Attribute::Id(id.clone()),
+                Attribute::Id(id.to_vec()),
             ];
             let private = [
                 Attribute::Token(true),
@@ -438,13 +476,31 @@ impl Token {
                 Attribute::Sign(true),
                 Attribute::KeyType(KeyType::EC),
                 Attribute::Label(label.as_bytes().to_vec()),
-                Attribute::Id(id.clone()),
+                Attribute::Id(id.to_vec()),
             ];
-            p.session
+            match p
+                .session
                 .generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)
-                .map(|_| ())
-        })?;
-        self.key(label)
+            {
+                Ok(_) => Ok(Ok(())),
+                Err(e @ CkError::Pkcs11(RvError::GeneralError, _)) => Ok(Err(e)),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    /// Destroys every key object under `label`: what a failed generation
+    /// may have left behind. Only called while [`Module::create`] is held
+    /// and after `generate` found no key under that label.
+    fn destroy_label(&self, label: &str) -> Result<(), Error> {
+        self.with_session("removing a partly generated key", |p| {
+            for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
+                for h in Self::find(&p.session, class, label)? {
+                    p.session.destroy_object(h)?;
+                }
+            }
+            Ok(())
+        })
     }
 
     /// Whether a key with this label exists (private half).
