@@ -80,7 +80,12 @@ fn main() -> Result<(), String> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--samples" => samples = it.next().and_then(|v| v.parse().ok()).ok_or("--samples N")?,
+            "--samples" => {
+                samples = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or("--samples N")?
+            }
             "--sizes" => {
                 sizes = it
                     .next()
@@ -110,11 +115,20 @@ fn main() -> Result<(), String> {
             &format!("spiffe://corp.example/ns/n{mid}/sa/s{mid}"),
             &format!("route/svc{mid}/v1/items"),
         )?;
-        let unknown = request("spiffe://corp.example/ns/x/sa/nobody", "route/svc1/v1/items")?;
+        let unknown = request(
+            "spiffe://corp.example/ns/x/sa/nobody",
+            "route/svc1/v1/items",
+        )?;
         if authorizer.is_authorized(&allow, &set, &entities).decision() != Decision::Allow {
-            return Err(format!("cedar set of {n} should allow statement {mid}'s principal"));
+            return Err(format!(
+                "cedar set of {n} should allow statement {mid}'s principal"
+            ));
         }
-        if authorizer.is_authorized(&unknown, &set, &entities).decision() != Decision::Deny {
+        if authorizer
+            .is_authorized(&unknown, &set, &entities)
+            .decision()
+            != Decision::Deny
+        {
             return Err(format!("cedar set of {n} should deny an unknown principal"));
         }
         for (name, req) in [("allow", &allow), ("default-deny", &unknown)] {
@@ -122,7 +136,10 @@ fn main() -> Result<(), String> {
                 black_box(authorizer.is_authorized(black_box(req), &set, &entities));
             });
             for (i, v) in ns.iter().enumerate() {
-                println!("policy\tcedar\t{name} {n}\tns/eval\tlower\t{}\t{v:.1}", i + 1);
+                println!(
+                    "policy\tcedar\t{name} {n}\tns/eval\tlower\t{}\t{v:.1}",
+                    i + 1
+                );
             }
         }
     }
