@@ -10,10 +10,12 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::time::Instant;
 
 use rustls::pki_types::CertificateDer;
+use serde::Serialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -52,7 +54,7 @@ pub fn base_context(conn: &ConnInfo, groups: &[String], now: OffsetDateTime) -> 
     let mut c = Context::new();
     let s = |v: String| Value::String(v);
     c.insert("ward:SourceIp".into(), s(conn.peer.ip().to_string()));
-    c.insert("ward:CurrentTime".into(), s(rfc3339(now)));
+    set_current_time(&mut c, now);
     c.insert("ward:Protocol".into(), s(conn.protocol.into()));
     c.insert("ward:TlsVersion".into(), s(conn.tls_version.into()));
     c.insert(
@@ -75,6 +77,12 @@ pub fn base_context(conn: &ConnInfo, groups: &[String], now: OffsetDateTime) -> 
         Value::Array(groups.iter().cloned().map(Value::String).collect()),
     );
     c
+}
+
+/// Sets `ward:CurrentTime` (the one connection-level key that changes
+/// with every request).
+pub fn set_current_time(c: &mut Context, now: OffsetDateTime) {
+    c.insert("ward:CurrentTime".into(), Value::String(rfc3339(now)));
 }
 
 /// Adds the per-request keys of an HTTP request.
@@ -134,11 +142,180 @@ pub struct Question<'a> {
 }
 
 /// Evaluates and records decisions.
+///
+/// Log lines are serialised on the request's task but written by one
+/// background thread ([`LogWriter`]): a synchronous `write(2)` under a
+/// mutex per decision cost more than the rest of a request. Lines reach
+/// the writer through one bounded channel, so they stay in decision order;
+/// when the channel is full the request waits for room (back-pressure)
+/// rather than dropping an audit line.
 #[derive(Debug)]
 pub struct Decider {
-    log: Mutex<File>,
+    log: SyncSender<LogMsg>,
     path: PathBuf,
     metrics: Metrics,
+}
+
+/// Lines queued for the writer before deciding tasks wait for it.
+const LOG_QUEUE: usize = 16 * 1024;
+/// Buffered bytes after which the writer writes even if more lines wait.
+const LOG_BATCH_BYTES: usize = 64 * 1024;
+/// How long the writer lets lines gather while decisions keep coming.
+const LOG_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// What the log writer thread is asked to do, in order.
+#[derive(Debug)]
+enum LogMsg {
+    /// One serialised line, ending in `\n`.
+    Line(Vec<u8>),
+    /// Write what is buffered to the old file, then use this one.
+    Reopen(File),
+    /// Write what is buffered, then acknowledge.
+    Flush(SyncSender<()>),
+}
+
+/// The background writer: batches lines and writes them with one `write`
+/// call per batch, at the latest as soon as the queue is empty, so a line
+/// is on disk (in the page cache) microseconds after its decision.
+struct LogWriter {
+    file: File,
+    buf: Vec<u8>,
+    /// Offsets in `buf` where each buffered line ends, to count exactly
+    /// the lines a failed write lost.
+    ends: Vec<usize>,
+    metrics: Metrics,
+}
+
+impl LogWriter {
+    fn run(mut self, rx: Receiver<LogMsg>) {
+        // `recv` fails once every sender is gone (the Decider dropped).
+        while let Ok(msg) = rx.recv() {
+            self.handle(msg);
+            // Busy: drain, write, pause, and again until a pause brings
+            // nothing. Blocking in `recv` after every write would make each
+            // decision wake this thread (a context switch per request on a
+            // gateway pinned to one core); pausing lets lines pile up and
+            // costs each line at most `LOG_PAUSE` of delay.
+            loop {
+                let (drained, closed) = self.drain(&rx);
+                self.write_out();
+                if closed {
+                    return;
+                }
+                if drained == 0 {
+                    break;
+                }
+                std::thread::sleep(LOG_PAUSE);
+            }
+        }
+        self.write_out();
+    }
+
+    /// Takes every queued message; how many, and whether the Decider is
+    /// gone.
+    fn drain(&mut self, rx: &Receiver<LogMsg>) -> (usize, bool) {
+        let mut n = 0;
+        loop {
+            match rx.try_recv() {
+                Ok(msg) => {
+                    n += 1;
+                    self.handle(msg);
+                    if self.buf.len() >= LOG_BATCH_BYTES {
+                        self.write_out();
+                    }
+                }
+                Err(TryRecvError::Empty) => return (n, false),
+                Err(TryRecvError::Disconnected) => return (n, true),
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: LogMsg) {
+        match msg {
+            LogMsg::Line(line) => {
+                self.buf.extend_from_slice(&line);
+                self.ends.push(self.buf.len());
+            }
+            LogMsg::Reopen(file) => {
+                self.write_out();
+                self.file = file;
+            }
+            LogMsg::Flush(ack) => {
+                self.write_out();
+                let _ = ack.send(());
+            }
+        }
+    }
+
+    /// Writes the buffered lines; lines not completely written are counted
+    /// as lost (the decisions were still enforced).
+    fn write_out(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let mut written = 0;
+        let mut failure = None;
+        while written < self.buf.len() {
+            match self.file.write(&self.buf[written..]) {
+                Ok(0) => {
+                    failure = Some(std::io::Error::from(std::io::ErrorKind::WriteZero));
+                    break;
+                }
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failure {
+            let lost = self.ends.iter().filter(|end| **end > written).count();
+            self.metrics
+                .decision_log_lost
+                .inc_by(u64::try_from(lost).unwrap_or(u64::MAX));
+            // The request is still decided (fail closed would turn a full
+            // disk into an outage); the gap is counted instead.
+            tracing::error!(error = %e, lines = lost, lost = self.metrics.decision_log_lost.get(), "cannot write the decision log; the decision was enforced but is missing from the log");
+        }
+        self.buf.clear();
+        self.ends.clear();
+    }
+}
+
+/// One decision line. Fields in alphabetical order: the line is
+/// byte-for-byte what the earlier `serde_json::Value` rendering produced,
+/// without building (and cloning the context into) a `Value` first.
+#[derive(Serialize)]
+struct DecisionLine<'a> {
+    action: &'a str,
+    context: &'a Context,
+    decision_id: &'a str,
+    email: &'a Option<String>,
+    error: &'a Option<String>,
+    kind: &'a str,
+    latency_us: u64,
+    matched_sid: &'a Option<String>,
+    outcome: &'a str,
+    policy_hash: &'a str,
+    principal: &'a str,
+    resource: &'a str,
+    result: &'a str,
+    route: &'a str,
+    serial: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shadow: Option<ShadowLine<'a>>,
+    time: &'a str,
+}
+
+/// The shadow evaluation of a decision line (alphabetical, as above).
+#[derive(Serialize)]
+struct ShadowLine<'a> {
+    differs: bool,
+    matched_sid: &'a Option<String>,
+    outcome: &'a str,
+    policy_hash: &'a str,
+    result: &'a str,
 }
 
 /// Opens the decision log for appending, readable by owner and group only:
@@ -158,24 +335,76 @@ fn open_log(path: &Path) -> Result<File, Error> {
 }
 
 impl Decider {
-    /// Opens (appends to) the decision log.
+    /// Opens (appends to) the decision log and starts its writer thread,
+    /// which ends (after writing everything queued) when the Decider is
+    /// dropped.
     pub fn open(path: &Path, metrics: Metrics) -> Result<Decider, Error> {
+        let file = open_log(path)?;
+        let (tx, rx) = sync_channel(LOG_QUEUE);
+        let writer = LogWriter {
+            file,
+            buf: Vec::with_capacity(LOG_BATCH_BYTES),
+            ends: Vec::new(),
+            metrics: metrics.clone(),
+        };
+        std::thread::Builder::new()
+            .name("ward-decision-log".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|source| Error::File {
+                what: "decision log writer thread for",
+                path: path.to_path_buf(),
+                source,
+            })?;
         Ok(Decider {
-            log: Mutex::new(open_log(path)?),
+            log: tx,
             path: path.to_path_buf(),
             metrics,
         })
     }
 
     /// Opens the log file again (after logrotate moved it away); on
-    /// failure the old file stays in use.
+    /// failure the old file stays in use. Lines decided before the call go
+    /// to the old file, later ones to the new.
     pub fn reopen(&self) -> Result<(), Error> {
         let file = open_log(&self.path)?;
-        match self.log.lock() {
-            Ok(mut f) => *f = file,
-            Err(poisoned) => *poisoned.into_inner() = file,
-        }
+        self.send(LogMsg::Reopen(file));
         Ok(())
+    }
+
+    /// Waits (at most `timeout`) until every line decided so far has been
+    /// written: on shutdown, and for tests that read the log.
+    pub fn flush(&self, timeout: std::time::Duration) -> bool {
+        let (ack, done) = sync_channel(1);
+        self.send(LogMsg::Flush(ack));
+        done.recv_timeout(timeout).is_ok()
+    }
+
+    fn send(&self, msg: LogMsg) {
+        let msg = match self.log.try_send(msg) {
+            Ok(()) => return,
+            Err(TrySendError::Full(msg)) => msg,
+            Err(TrySendError::Disconnected(msg)) => {
+                self.lost(&msg);
+                return;
+            }
+        };
+        // The writer is behind (slow disk): wait for room rather than drop
+        // an audit line; this is what the synchronous write did, too.
+        if let Err(e) = self.log.send(msg) {
+            self.lost(&e.0);
+        }
+    }
+
+    /// The writer thread is gone (it never ends while the Decider lives,
+    /// unless it panicked): count the line.
+    fn lost(&self, msg: &LogMsg) {
+        if matches!(msg, LogMsg::Line(_)) {
+            self.metrics.decision_log_lost.inc();
+            tracing::error!(
+                lost = self.metrics.decision_log_lost.get(),
+                "decision log writer stopped; the decision was enforced but is missing from the log"
+            );
+        }
     }
 
     /// Decides `q` for `conn` with `policy` (and, in shadow mode,
@@ -195,42 +424,39 @@ impl Decider {
         let elapsed = started.elapsed();
         self.metrics.decision_latency.observe(elapsed.as_secs_f64());
         let id = crate::random_id();
-        let mut line = json!({
-            "time": rfc3339(OffsetDateTime::now_utc()),
-            "decision_id": id,
-            "kind": q.kind,
-            "principal": principal,
-            "email": conn.identity.email,
-            "serial": conn.identity.serial_hex,
-            "route": q.route,
-            "action": q.action,
-            "resource": q.resource,
-            "context": q.context,
-            "result": if verdict.allowed { "Allow" } else { "Deny" },
-            "outcome": verdict.outcome,
-            "matched_sid": verdict.sid,
-            "policy_hash": verdict.policy_hash,
-            "error": verdict.error,
-            "latency_us": u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-        });
-        if let Some(sh) = &shadow {
+        let time = rfc3339(OffsetDateTime::now_utc());
+        let shadow_line = shadow.as_ref().map(|sh| {
             let differs = sh.allowed != verdict.allowed;
             if differs {
                 self.metrics.shadow_mismatches.inc();
             }
-            if let Some(obj) = line.as_object_mut() {
-                obj.insert(
-                    "shadow".into(),
-                    json!({
-                        "result": if sh.allowed { "Allow" } else { "Deny" },
-                        "outcome": sh.outcome,
-                        "matched_sid": sh.sid,
-                        "policy_hash": sh.policy_hash,
-                        "differs": differs,
-                    }),
-                );
+            ShadowLine {
+                differs,
+                matched_sid: &sh.sid,
+                outcome: &sh.outcome,
+                policy_hash: &sh.policy_hash,
+                result: if sh.allowed { "Allow" } else { "Deny" },
             }
-        }
+        });
+        let line = DecisionLine {
+            action: &q.action,
+            context: q.context,
+            decision_id: &id,
+            email: &conn.identity.email,
+            error: &verdict.error,
+            kind: q.kind,
+            latency_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            matched_sid: &verdict.sid,
+            outcome: &verdict.outcome,
+            policy_hash: &verdict.policy_hash,
+            principal,
+            resource: &q.resource,
+            result: if verdict.allowed { "Allow" } else { "Deny" },
+            route: q.route,
+            serial: &conn.identity.serial_hex,
+            shadow: shadow_line,
+            time: &time,
+        };
         self.write(&line);
         Outcome {
             id,
@@ -255,24 +481,16 @@ impl Decider {
         self.write(&line);
     }
 
-    fn write(&self, line: &Value) {
-        let mut text = line.to_string();
-        text.push('\n');
-        // One write call per line keeps lines whole under O_APPEND.
-        match self.log.lock() {
-            Ok(mut f) => {
-                if let Err(e) = f.write_all(text.as_bytes()) {
-                    // The request is still decided (fail closed would turn a
-                    // full disk into an outage); the gap is counted instead.
-                    self.metrics.decision_log_lost.inc();
-                    tracing::error!(error = %e, lost = self.metrics.decision_log_lost.get(), "cannot write the decision log; the decision was enforced but is missing from the log");
-                }
-            }
-            Err(_) => {
-                self.metrics.decision_log_lost.inc();
-                tracing::error!("decision log lock poisoned");
-            }
+    fn write(&self, line: &impl Serialize) {
+        let mut text = Vec::with_capacity(1024);
+        if serde_json::to_writer(&mut text, line).is_err() {
+            // Not expected: every field is a string, number or map of them.
+            self.metrics.decision_log_lost.inc();
+            tracing::error!("cannot serialise a decision log line");
+            return;
         }
+        text.push(b'\n');
+        self.send(LogMsg::Line(text));
     }
 }
 
@@ -327,6 +545,62 @@ mod tests {
     }
 
     #[test]
+    fn the_line_is_what_the_value_rendering_was() {
+        let conn = conn();
+        let mut c = base_context(&conn, &["ops".into()], OffsetDateTime::UNIX_EPOCH);
+        add_http_context(&mut c, "GET", "app.test", "/x", &http::HeaderMap::new());
+        let sid = Some("A".to_string());
+        let none: Option<String> = None;
+        let line = DecisionLine {
+            action: "http:GET",
+            context: &c,
+            decision_id: "id",
+            email: &conn.identity.email,
+            error: &none,
+            kind: "request",
+            latency_us: 3,
+            matched_sid: &sid,
+            outcome: "Allow",
+            policy_hash: "h",
+            principal: conn.identity.principal(),
+            resource: "route/app/x",
+            result: "Allow",
+            route: "app",
+            serial: "0a",
+            shadow: Some(ShadowLine {
+                differs: true,
+                matched_sid: &none,
+                outcome: "ImplicitDeny",
+                policy_hash: "h2",
+                result: "Deny",
+            }),
+            time: "t",
+        };
+        let old = json!({
+            "time": "t", "decision_id": "id", "kind": "request",
+            "principal": conn.identity.principal(), "email": conn.identity.email,
+            "serial": "0a", "route": "app", "action": "http:GET",
+            "resource": "route/app/x", "context": c, "result": "Allow",
+            "outcome": "Allow", "matched_sid": "A", "policy_hash": "h",
+            "error": null, "latency_us": 3,
+            "shadow": {"result": "Deny", "outcome": "ImplicitDeny",
+                "matched_sid": null, "policy_hash": "h2", "differs": true},
+        });
+        assert_eq!(serde_json::to_string(&line).unwrap(), old.to_string());
+    }
+
+    #[test]
+    fn lines_that_cannot_be_written_are_counted() {
+        let metrics = Metrics::new().unwrap();
+        let d = Decider::open(Path::new("/dev/full"), metrics.clone()).unwrap();
+        for _ in 0..5 {
+            d.log_close(&conn(), "app", "test");
+        }
+        assert!(d.flush(std::time::Duration::from_secs(5)));
+        assert_eq!(metrics.decision_log_lost.get(), 5);
+    }
+
+    #[test]
     fn every_decision_is_one_json_line() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -362,6 +636,7 @@ mod tests {
         let no = ask("/x", "DELETE");
         assert!(!no.allowed);
         assert_ne!(yes.id, no.id);
+        assert!(d.flush(std::time::Duration::from_secs(5)));
         let text = std::fs::read_to_string(&log).unwrap();
         let lines: Vec<Value> = text
             .lines()
