@@ -6,11 +6,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod hardening_support;
+mod common;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use hardening_support::*;
+use common::hardening::*;
 use ward_gateway::assertion::verify;
 
 #[test]

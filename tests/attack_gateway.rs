@@ -9,13 +9,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod hardening_support;
+mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use hardening_support::*;
+use common::hardening::*;
 
 fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();

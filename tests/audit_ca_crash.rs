@@ -8,13 +8,13 @@
 //! verifying online and offline.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod agent_support;
+mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agent_support::World;
+use common::agent::World;
 use ward_ca::client::{CaClient, Issued, RootPin};
 use ward_ca::translog::sth::decode_hash;
 use ward_ca::translog::{Entry, SignedTreeHead, SthJson, merkle, verify_inclusion_json};

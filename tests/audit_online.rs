@@ -7,12 +7,12 @@
 //! online audit must fail naming that entry.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod agent_support;
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use agent_support::World;
+use common::agent::World;
 use rusqlite::{Connection, params};
 use ward_ca::client::{CaClient, RootPin};
 use ward_ca::translog::{Entry, Requester, merkle};

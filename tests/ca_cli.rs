@@ -9,13 +9,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
+use common::hsm::SOFTHSM_MODULE;
 use ward_ca::client::{CaClient, RootPin};
 
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const PIN: &str = "11223344";
 
 struct Env {
@@ -25,42 +27,12 @@ struct Env {
 
 fn setup(label: &str) -> Env {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("tokens")).unwrap();
-    let conf = dir.path().join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            dir.path().join("tokens").display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            label,
-            "--so-pin",
-            "12345678",
-            "--pin",
-            PIN,
-        ])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let conf = common::hsm::init_token(dir.path(), label, PIN);
     Env { dir, conf }
 }
 
 fn write_config(env: &Env, name: &str, label: &str, module: &str) -> PathBuf {
-    let uri = |o: &str| {
-        format!("pkcs11:token={label};object={o}?module-path={module}&pin-source=env:WARD_HSM_PIN")
-    };
+    let uri = |o: &str| common::hsm::key_uri_in(module, label, o, "WARD_HSM_PIN");
     let path = env.dir.path().join(name);
     std::fs::write(
         &path,
@@ -140,7 +112,7 @@ fn csr() -> (String, String) {
 #[test]
 fn init_serve_enrol_renew_revoke_crl_issue_list_status() {
     let env = setup("ward-cli");
-    let config = write_config(&env, "ca.toml", "ward-cli", MODULE);
+    let config = write_config(&env, "ca.toml", "ward-cli", SOFTHSM_MODULE);
     let root_pem = env.dir.path().join("root.pem");
     let out = ok(&ward(
         &env,
@@ -441,7 +413,7 @@ fn x509_parser_crl(der: &[u8]) -> ((), Vec<String>) {
 #[test]
 fn hsm_failures_exit_nonzero_with_the_reason_and_store_nothing() {
     let env = setup("ward-bad");
-    let good = write_config(&env, "good.toml", "ward-bad", MODULE);
+    let good = write_config(&env, "good.toml", "ward-bad", SOFTHSM_MODULE);
     let cases = [
         (
             "wrong PIN",
@@ -452,7 +424,7 @@ fn hsm_failures_exit_nonzero_with_the_reason_and_store_nothing() {
         ("missing PIN", good.clone(), "", "WARD_HSM_PIN is not set"),
         (
             "token not found",
-            write_config(&env, "nolabel.toml", "no-such-token", MODULE),
+            write_config(&env, "nolabel.toml", "no-such-token", SOFTHSM_MODULE),
             PIN,
             "no token labelled `no-such-token`",
         ),
@@ -567,7 +539,7 @@ fn state_of<'a>(certs: &'a [serde_json::Value], serial: &str) -> &'a serde_json:
 #[test]
 fn revoke_online_through_a_running_ca_as_admin_and_refused_otherwise() {
     let env = setup("ward-online");
-    let config = write_config(&env, "ca.toml", "ward-online", MODULE);
+    let config = write_config(&env, "ca.toml", "ward-online", SOFTHSM_MODULE);
     // `[server]` is the config's last table: the admin goes into it.
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str("admins = [\"spiffe://corp.example/user/alice\"]\n");

@@ -11,14 +11,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod agent_support;
+mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use agent_support::*;
+use common::agent::*;
+use common::gateway::decisions;
 
 const LAPTOP: &str = "spiffe://corp.example/ns/dev/sa/laptop";
 const OTHER: &str = "spiffe://corp.example/ns/dev/sa/other";
@@ -148,14 +148,6 @@ impl Client {
             ),
         }
     }
-}
-
-fn decisions(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }
 
 #[test]

@@ -20,7 +20,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Hsm, Proc, free_port};
+use common::hsm::Hsm;
+use common::{Proc, free_port};
 
 const MARK: &str = "<!-- run -->";
 const PAGES: [&str; 4] = ["operator", "policy-author", "employee", "auditor"];

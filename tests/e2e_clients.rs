@@ -21,7 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{Hsm, Proc, free_port, http_get, ok, wait_until};
+use common::hsm::Hsm;
+use common::{Proc, free_port, http_get, ok, wait_until};
 
 const GATEWAY: &str = "spiffe://corp.example/ns/edge/sa/gateway";
 const CLIENT: &str = "spiffe://corp.example/ns/shop/sa/frontend";

@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -14,7 +16,6 @@ use std::time::Duration;
 
 use base64::Engine;
 
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const PIN: &str = "11223344";
 
 struct Killed(Child);
@@ -61,36 +62,8 @@ fn serve(conf: &Path, cfg: &str) -> (Killed, String) {
 #[test]
 fn ca_killed_mid_burst_loses_no_issued_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("tokens")).unwrap();
-    let conf = dir.path().join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            dir.path().join("tokens").display()
-        ),
-    )
-    .unwrap();
-    let st = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            "ward-kill",
-            "--so-pin",
-            "12345678",
-            "--pin",
-            PIN,
-        ])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .unwrap();
-    assert!(st.status.success());
-    let uri = |o: &str| {
-        format!(
-            "pkcs11:token=ward-kill;object={o}?module-path={MODULE}&pin-source=env:WARD_HSM_PIN"
-        )
-    };
+    let conf = common::hsm::init_token(dir.path(), "ward-kill", PIN);
+    let uri = |o: &str| common::hsm::key_uri("ward-kill", o);
     let config = dir.path().join("ca.toml");
     let db = dir.path().join("ca.db");
     std::fs::write(

@@ -7,7 +7,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,195 +16,15 @@ use std::time::{Duration, Instant};
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer,
-    DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair,
-    KeyUsagePurpose, RevocationReason, RevokedCertParams, SanType, SerialNumber,
-};
+use rcgen::{ExtendedKeyUsagePurpose, SanType};
 use time::OffsetDateTime;
 
-const TD: &str = "corp.example";
-const CLIENT: &str = "spiffe://corp.example/ns/test/sa/client";
-const OTHER: &str = "spiffe://corp.example/ns/test/sa/other";
+mod common;
 
-// ---------------------------------------------------------------- PKI ----
-
-fn serial() -> SerialNumber {
-    let mut b = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut b).unwrap();
-    b[0] = (b[0] & 0x7f) | 0x01;
-    SerialNumber::from_slice(&b)
-}
-
-fn ca_params(cn: &str, path_len: Option<u8>) -> CertificateParams {
-    let mut p = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, cn);
-    p.distinguished_name = dn;
-    p.is_ca = match path_len {
-        Some(n) => IsCa::Ca(BasicConstraints::Constrained(n)),
-        None => IsCa::Ca(BasicConstraints::Unconstrained),
-    };
-    p.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    p.serial_number = Some(serial());
-    let now = OffsetDateTime::now_utc();
-    p.not_before = now - Duration::from_secs(3600);
-    p.not_after = now + Duration::from_secs(86400);
-    p
-}
-
-/// How a leaf differs from a good client certificate.
-#[derive(Clone)]
-struct Leaf {
-    sans: Vec<SanType>,
-    eku: Vec<ExtendedKeyUsagePurpose>,
-    not_before: OffsetDateTime,
-    not_after: OffsetDateTime,
-}
-
-fn uri(s: &str) -> SanType {
-    SanType::URI(s.try_into().unwrap())
-}
-
-impl Leaf {
-    fn client(id: &str) -> Leaf {
-        let now = OffsetDateTime::now_utc();
-        Leaf {
-            sans: vec![uri(id)],
-            eku: vec![ExtendedKeyUsagePurpose::ClientAuth],
-            not_before: now - Duration::from_secs(60),
-            not_after: now + Duration::from_secs(3600),
-        }
-    }
-}
-
-struct Pki {
-    dir: PathBuf,
-    inter: CertifiedIssuer<'static, KeyPair>,
-    other_root: CertifiedIssuer<'static, KeyPair>,
-    revoked: Vec<SerialNumber>,
-}
-
-impl Pki {
-    fn new(dir: &Path) -> Pki {
-        let root = CertifiedIssuer::self_signed(
-            ca_params("ward test root", None),
-            KeyPair::generate().unwrap(),
-        )
-        .unwrap();
-        let inter = CertifiedIssuer::signed_by(
-            ca_params("ward test issuing", Some(0)),
-            KeyPair::generate().unwrap(),
-            &root,
-        )
-        .unwrap();
-        let other_root = CertifiedIssuer::self_signed(
-            ca_params("someone else's root", None),
-            KeyPair::generate().unwrap(),
-        )
-        .unwrap();
-        std::fs::write(dir.join("root.pem"), root.pem()).unwrap();
-        let pki = Pki {
-            dir: dir.to_path_buf(),
-            inter,
-            other_root,
-            revoked: Vec::new(),
-        };
-        let now = OffsetDateTime::now_utc();
-        pki.issue(
-            "server",
-            &Leaf {
-                sans: vec![
-                    SanType::DnsName("app.test".try_into().unwrap()),
-                    SanType::DnsName("down.test".try_into().unwrap()),
-                    SanType::DnsName("db.test".try_into().unwrap()),
-                    SanType::DnsName("nowhere.test".try_into().unwrap()),
-                    SanType::DnsName("shadow.test".try_into().unwrap()),
-                    SanType::DnsName("secure.test".try_into().unwrap()),
-                    SanType::DnsName("loop.test".try_into().unwrap()),
-                    SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])),
-                    uri("spiffe://corp.example/gateway"),
-                ],
-                // serverAuth for clients, clientAuth for mTLS to upstreams.
-                eku: vec![
-                    ExtendedKeyUsagePurpose::ServerAuth,
-                    ExtendedKeyUsagePurpose::ClientAuth,
-                ],
-                not_before: now - Duration::from_secs(60),
-                not_after: now + Duration::from_secs(86400),
-            },
-            false,
-        );
-        pki.write_crl();
-        pki
-    }
-
-    /// Writes `<name>.pem` (leaf + intermediate) and `<name>.key`; returns
-    /// the serial and the leaf's DER.
-    fn issue(&self, name: &str, leaf: &Leaf, foreign: bool) -> (SerialNumber, Vec<u8>) {
-        let mut p = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, name);
-        p.distinguished_name = dn;
-        p.is_ca = IsCa::ExplicitNoCa;
-        p.use_authority_key_identifier_extension = true;
-        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        p.extended_key_usages = leaf.eku.clone();
-        p.subject_alt_names = leaf.sans.clone();
-        p.not_before = leaf.not_before;
-        p.not_after = leaf.not_after;
-        let s = serial();
-        p.serial_number = Some(s.clone());
-        let key = KeyPair::generate().unwrap();
-        let (cert, chain) = if foreign {
-            (p.signed_by(&key, &self.other_root).unwrap(), String::new())
-        } else {
-            (p.signed_by(&key, &self.inter).unwrap(), self.inter.pem())
-        };
-        std::fs::write(
-            self.dir.join(format!("{name}.pem")),
-            format!("{}{}", cert.pem(), chain),
-        )
-        .unwrap();
-        std::fs::write(self.dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
-        (s, cert.der().to_vec())
-    }
-
-    fn write_crl(&self) {
-        let now = OffsetDateTime::now_utc();
-        let crl = CertificateRevocationListParams {
-            this_update: now - Duration::from_secs(60),
-            next_update: now + Duration::from_secs(3600),
-            crl_number: serial(),
-            issuing_distribution_point: None,
-            revoked_certs: self
-                .revoked
-                .iter()
-                .map(|s| RevokedCertParams {
-                    serial_number: s.clone(),
-                    revocation_time: now - Duration::from_secs(30),
-                    reason_code: Some(RevocationReason::KeyCompromise),
-                    invalidity_date: None,
-                })
-                .collect(),
-            key_identifier_method: KeyIdMethod::Sha256,
-        }
-        .signed_by(&self.inter)
-        .unwrap();
-        let tmp = self.dir.join("inter.crl.tmp");
-        std::fs::write(&tmp, crl.pem().unwrap()).unwrap();
-        std::fs::rename(tmp, self.dir.join("inter.crl")).unwrap();
-    }
-
-    fn revoke(&mut self, s: SerialNumber) {
-        self.revoked.push(s);
-        self.write_crl();
-    }
-}
+use common::free_port;
+use common::gateway::{self, read_head};
+use common::h3::wait_until;
+use common::pki::{CLIENT, Leaf, OTHER, Pki, TD, dns, localhost_ip, uri};
 
 // ---------------------------------------------------------- upstreams ----
 
@@ -213,21 +33,6 @@ impl Pki {
 struct Upstream {
     port: u16,
     count: Arc<AtomicUsize>,
-}
-
-fn read_head(r: &mut BufReader<TcpStream>) -> Option<String> {
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        match r.read_line(&mut line) {
-            Ok(0) | Err(_) => return None,
-            Ok(_) => {}
-        }
-        if line == "\r\n" || line == "\n" {
-            return Some(head);
-        }
-        head.push_str(&line);
-    }
 }
 
 impl Upstream {
@@ -317,14 +122,6 @@ fn echo_server() -> u16 {
     port
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 // ------------------------------------------------------------ gateway ----
 
 const ALLOW_POLICY: &str = r#"{
@@ -388,9 +185,24 @@ impl Gateway {
     /// Starts with extra top-level keys, `[limits]` keys and routes.
     fn start_with(top: &str, limits: &str, routes: &str) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
-        let pki = Pki::new(dir.path());
-        pki.issue("client", &Leaf::client(CLIENT), false);
-        pki.issue("other", &Leaf::client(OTHER), false);
+        let pki = Pki::new(
+            dir.path(),
+            "ward test root",
+            "ward test issuing",
+            vec![
+                dns("app.test"),
+                dns("down.test"),
+                dns("db.test"),
+                dns("nowhere.test"),
+                dns("shadow.test"),
+                dns("secure.test"),
+                dns("loop.test"),
+                localhost_ip(),
+                uri("spiffe://corp.example/gateway"),
+            ],
+        );
+        pki.issue_der("client", &Leaf::client(CLIENT), false);
+        pki.issue_der("other", &Leaf::client(OTHER), false);
         let upstream = Upstream::start();
         let echo = echo_server();
         let dead = free_port();
@@ -504,32 +316,12 @@ upstream = "127.0.0.1:{echo}"
 
     /// Plain HTTP/1.0 GET on the admin listener: (status, body).
     fn admin_get(&self, path: &str) -> (u16, String) {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.admin)) else {
-            return (0, String::new());
-        };
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: admin\r\n\r\n");
-        let mut text = String::new();
-        let _ = s.read_to_string(&mut text);
-        let status = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|x| x.1)
-            .unwrap_or("")
-            .to_string();
-        (status, body)
+        gateway::admin_get(self.admin, path)
     }
 
     /// The value of one metric sample (0 if absent).
     fn metric(&self, name_and_labels: &str) -> f64 {
-        let (_, body) = self.admin_get("/metrics");
-        body.lines()
-            .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
-            .unwrap_or(0.0)
+        gateway::metric(self.admin, name_and_labels)
     }
 
     /// curl with the named client certificate against `host` (resolved to
@@ -554,11 +346,7 @@ upstream = "127.0.0.1:{echo}"
     }
 
     fn sighup(&self) {
-        let ok = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
+        gateway::signal(self.child.id(), "HUP");
     }
 
     fn write_policy(&self, text: &str) {
@@ -600,14 +388,6 @@ fn echoed(body: &str) -> Vec<(String, String)> {
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect()
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn verify_jwt(token: &str, jwks: &serde_json::Value) -> serde_json::Value {
@@ -828,14 +608,14 @@ fn bad_client_certificates_are_refused_at_the_handshake() {
         sans: vec![uri("spiffe://evil.example/ns/test/sa/client")],
         ..client.clone()
     };
-    gw.pki.issue("expired", &expired, false);
-    gw.pki.issue("notyet", &not_yet, false);
-    gw.pki.issue("noeku", &no_eku, false);
-    gw.pki.issue("nospiffe", &no_spiffe, false);
-    gw.pki.issue("twospiffe", &two_spiffe, false);
-    gw.pki.issue("foreigntd", &foreign_td, false);
-    gw.pki.issue("wrongca", &client, true);
-    let (revoked, _) = gw.pki.issue("revoked", &client, false);
+    gw.pki.issue_der("expired", &expired, false);
+    gw.pki.issue_der("notyet", &not_yet, false);
+    gw.pki.issue_der("noeku", &no_eku, false);
+    gw.pki.issue_der("nospiffe", &no_spiffe, false);
+    gw.pki.issue_der("twospiffe", &two_spiffe, false);
+    gw.pki.issue_der("foreigntd", &foreign_td, false);
+    gw.pki.issue_der("wrongca", &client, true);
+    let (revoked, _) = gw.pki.issue_der("revoked", &client, false);
     // Revoked while the gateway runs: the new CRL is picked up on reload.
     let before = gw.metric("ward_gateway_reloads_total{part=\"tls\"}");
     gw.pki.revoke(revoked);
@@ -1322,12 +1102,12 @@ upstream = "https://127.0.0.1:{s_port}"
 #[test]
 fn open_tunnels_close_when_the_certificate_is_revoked_or_expires() {
     let mut gw = Gateway::start();
-    let (serial, _) = gw.pki.issue("later", &Leaf::client(CLIENT), false);
+    let (serial, _) = gw.pki.issue_der("later", &Leaf::client(CLIENT), false);
     let short = Leaf {
         not_after: OffsetDateTime::now_utc() + Duration::from_secs(4),
         ..Leaf::client(CLIENT)
     };
-    gw.pki.issue("short", &short, false);
+    gw.pki.issue_der("short", &short, false);
 
     let mut revoked = tunnel(&gw, "later");
     let mut expiring = tunnel(&gw, "short");
@@ -1401,7 +1181,7 @@ fn a_renewed_gateway_certificate_is_served_to_new_connections() {
     let before = serial_seen();
     let now = OffsetDateTime::now_utc();
     // What an agent does: write the renewed certificate and key, then HUP.
-    gw.pki.issue(
+    gw.pki.issue_der(
         "server",
         &Leaf {
             sans: vec![

@@ -11,7 +11,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod h3_support;
+mod common;
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
-use h3_support::{ALLOW_POLICY, CLIENT, DENY_ALL_POLICY, Gateway, Leaf, Pki, uri, wait_until};
+use common::h3::{ALLOW_POLICY, CLIENT, DENY_ALL_POLICY, Gateway, Leaf, Pki, uri, wait_until};
 use rcgen::{ExtendedKeyUsagePurpose, SanType};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};

@@ -6,15 +6,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::free_port;
 use ward_ca::client::{CaClient, RootPin};
 
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const PIN: &str = "11223344";
 const CLIENT: &str = "spiffe://corp.example/ns/test/sa/client";
 
@@ -46,20 +48,8 @@ fn ward(dir: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn wait_until(what: &str, f: impl FnMut() -> bool) {
+    common::wait_until(what, Duration::from_secs(20), f);
 }
 
 /// A CSR and its key, both PEM.
@@ -116,24 +106,8 @@ fn metric(admin: u16, name: &str) -> f64 {
 fn certificates_from_the_ca_and_a_revocation_through_its_api() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::create_dir(d.join("tokens")).unwrap();
-    std::fs::write(
-        d.join("softhsm2.conf"),
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            d.join("tokens").display()
-        ),
-    )
-    .unwrap();
-    ok(&Command::new("softhsm2-util")
-        .args(["--init-token", "--free", "--label", "ward-gw"])
-        .args(["--so-pin", "12345678", "--pin", PIN])
-        .env("SOFTHSM2_CONF", d.join("softhsm2.conf"))
-        .output()
-        .unwrap());
-    let uri = |o: &str| {
-        format!("pkcs11:token=ward-gw;object={o}?module-path={MODULE}&pin-source=env:WARD_HSM_PIN")
-    };
+    common::hsm::init_token(d, "ward-gw", PIN);
+    let uri = |o: &str| common::hsm::key_uri("ward-gw", o);
     let ca_toml = d.join("ca.toml");
     std::fs::write(
         &ca_toml,

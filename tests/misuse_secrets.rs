@@ -6,13 +6,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 /// Distinctive, so that a match cannot be a coincidence.
 const PIN: &str = "73195550";
 
@@ -52,35 +53,9 @@ fn ward(conf: &Path, args: &[&str], log: &Path) -> std::process::Output {
 #[test]
 fn hsm_pin_and_tokens_never_reach_argv_or_logs() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("tokens")).unwrap();
-    let conf = dir.path().join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            dir.path().join("tokens").display()
-        ),
-    )
-    .unwrap();
     // (softhsm2-util takes the PIN as an argument: it has exited before any scan.)
-    let st = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            "ward-sec",
-            "--so-pin",
-            "12345678",
-            "--pin",
-            PIN,
-        ])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .unwrap();
-    assert!(st.status.success());
-    let uri = |o: &str| {
-        format!("pkcs11:token=ward-sec;object={o}?module-path={MODULE}&pin-source=env:WARD_HSM_PIN")
-    };
+    let conf = common::hsm::init_token(dir.path(), "ward-sec", PIN);
+    let uri = |o: &str| common::hsm::key_uri("ward-sec", o);
     let config = dir.path().join("ca.toml");
     std::fs::write(
         &config,

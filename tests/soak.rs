@@ -9,7 +9,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod hardening_support;
+mod common;
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hardening_support::*;
+use common::hardening::*;
+use common::pki::atomic_write;
 
 /// The same grants as `POLICY` plus a statement that changes nothing for
 /// these clients: reloading between the two must never change an outcome.
@@ -125,7 +126,7 @@ fn soak_reloads_renewals_and_a_revocation_under_load() {
         atomic_write(&gw.path("policy/main.json"), text.as_bytes());
         reloads += 1;
         if tick.is_multiple_of(3) {
-            gw.pki.issue_server("server");
+            gw.pki.issue_server_as("server");
             renewals += 1;
         }
         if !revoked && Instant::now() + Duration::from_secs(secs / 2) >= end {

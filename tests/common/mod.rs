@@ -1,21 +1,28 @@
-//! Shared support for the end-to-end tests (`tests/e2e_*.rs`,
-//! `tests/docs_*.rs`): child processes that die with the test, free
-//! loopback ports, bounded waits, and a SoftHSM2 token per test.
+//! Shared support for all integration tests of the root package, used
+//! with `mod common;`: child processes that die with the test, free
+//! loopback ports and bounded waits (here); SoftHSM2 tokens (`hsm`); the
+//! rcgen PKI (`pki`); pieces of every gateway harness (`gateway`); the
+//! HTTP/3 gateway harness (`h3`), the hardening harness (`hardening`) and
+//! the CA + agent world (`agent`).
 //!
 //! Kept small and stable on purpose: other test files may use it with
 //! `mod common;`. Everything listens on 127.0.0.1 only.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod agent;
+pub mod gateway;
+pub mod h3;
+pub mod hardening;
+pub mod hsm;
+pub mod pki;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-/// Debian's SoftHSM2 module.
-pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 
 /// The `ward` binary under test.
 pub fn ward_bin() -> &'static str {
@@ -125,6 +132,12 @@ impl Proc {
         assert!(st.success(), "kill -{sig} {}", self.pid());
     }
 
+    /// SIGKILL now and reap (the "pull the plug" case).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Exit status if it has exited.
     pub fn exited(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().unwrap()
@@ -149,8 +162,7 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
@@ -206,64 +218,6 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let code = text.split_whitespace().nth(1)?.parse().ok()?;
     let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
     Some((code, body.to_string()))
-}
-
-/// A SoftHSM2 token in `dir/softhsm` with a random label-specific PIN; the
-/// returned env pairs (`SOFTHSM2_CONF`, PIN variable) go to every `ward`
-/// process that touches it.
-pub struct Hsm {
-    pub conf: PathBuf,
-    pub label: String,
-    pub pin_env: &'static str,
-    pub pin: String,
-}
-
-impl Hsm {
-    pub fn new(dir: &Path, label: &str) -> Hsm {
-        let tokens = dir.join("softhsm/tokens");
-        std::fs::create_dir_all(&tokens).unwrap();
-        let conf = dir.join("softhsm/softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                tokens.display()
-            ),
-        )
-        .unwrap();
-        let pin = format!("{:08}", std::process::id());
-        // Test-only token: softhsm2-util takes PINs only as arguments.
-        ok(
-            "softhsm2-util --init-token",
-            &Command::new("softhsm2-util")
-                .args(["--init-token", "--free", "--label", label])
-                .args(["--so-pin", "12345678", "--pin", &pin])
-                .env("SOFTHSM2_CONF", &conf)
-                .output()
-                .unwrap(),
-        );
-        Hsm {
-            conf,
-            label: label.into(),
-            pin_env: "WARD_E2E_HSM_PIN",
-            pin,
-        }
-    }
-
-    /// A key URI for `object` in this token.
-    pub fn uri(&self, object: &str) -> String {
-        format!(
-            "pkcs11:token={};object={object}?module-path={SOFTHSM_MODULE}&pin-source=env:{}",
-            self.label, self.pin_env
-        )
-    }
-
-    pub fn envs(&self) -> Vec<(String, String)> {
-        vec![
-            ("SOFTHSM2_CONF".into(), self.conf.display().to_string()),
-            (self.pin_env.into(), self.pin.clone()),
-        ]
-    }
 }
 
 /// Whether a program is on PATH (tests that need it skip loudly otherwise).

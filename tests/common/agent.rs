@@ -1,4 +1,4 @@
-//! Shared by `tests/agent_*.rs` and `tests/connect_*.rs`: a real SoftHSM2
+//! Shared by `tests/agent_*.rs`, `tests/audit_*.rs` and `tests/connect_*.rs`: a real SoftHSM2
 //! token in a temp dir, the real CA (`ward ca serve`) as a child process
 //! that can be stopped and restarted on the same port, and helpers to run
 //! `ward` with bounded waits. Every child is killed on drop; only
@@ -7,58 +7,14 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const PIN: &str = "24681357";
 pub const TD: &str = "corp.example";
 
-/// A child process killed (SIGKILL) and reaped on drop.
-pub struct Proc {
-    pub child: Child,
-    pub name: String,
-}
-
-impl Proc {
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// SIGKILL now (the "pull the plug" case).
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args(["-s", sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success(), "kill -s {sig} {}", self.name);
-    }
-
-    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().unwrap()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use super::{Proc, free_port};
 
 /// Polls `f` every 100 ms until it is true; panics with `what` and the
 /// output of `context` after `timeout`.
@@ -94,32 +50,8 @@ impl World {
     /// live `workload_ttl` (e.g. `45s`).
     pub fn new(label: &str, workload_ttl: &str) -> World {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("tokens")).unwrap();
-        let softhsm_conf = dir.path().join("softhsm2.conf");
-        std::fs::write(
-            &softhsm_conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                dir.path().join("tokens").display()
-            ),
-        )
-        .unwrap();
-        let out = Command::new("softhsm2-util")
-            .args(["--init-token", "--free", "--label", label])
-            .args(["--so-pin", "12345678", "--pin", PIN])
-            .env("SOFTHSM2_CONF", &softhsm_conf)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let uri = |o: &str| {
-            format!(
-                "pkcs11:token={label};object={o}?module-path={MODULE}&pin-source=env:WARD_HSM_PIN"
-            )
-        };
+        let softhsm_conf = super::hsm::init_token(dir.path(), label, PIN);
+        let uri = |o: &str| super::hsm::key_uri(label, o);
         let ca_port = free_port();
         let ca_config = dir.path().join("ca.toml");
         std::fs::write(
@@ -220,6 +152,7 @@ impl World {
         let proc = Proc {
             child,
             name: "ward ca serve".into(),
+            lines: None,
         };
         let line = rx
             .recv_timeout(Duration::from_secs(30))
@@ -298,6 +231,7 @@ impl World {
         Proc {
             child,
             name: name.into(),
+            lines: None,
         }
     }
 

@@ -2,227 +2,28 @@
 //! → leaves, a CRL from the intermediate), a counting HTTP/1.1 upstream and
 //! a real `ward gateway run` process on a port free on both TCP and UDP.
 //!
-//! The PKI and upstream are a trimmed copy of the private helpers of
-//! `tests/gateway_e2e.rs` (which belongs to the TCP gateway's tests and
-//! keeps its own copy). Only 127.0.0.1; every wait is bounded; the gateway
+//! The PKI is the shared one of `common::pki`. Only 127.0.0.1; every wait is bounded; the gateway
 //! process is killed on drop.
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::io::{BufReader, Read, Write};
+use std::net::{TcpListener, UdpSocket};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer,
-    DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair,
-    KeyUsagePurpose, RevocationReason, RevokedCertParams, SanType, SerialNumber,
-};
-use time::OffsetDateTime;
-
-pub const TD: &str = "corp.example";
-pub const CLIENT: &str = "spiffe://corp.example/ns/test/sa/client";
-pub const OTHER: &str = "spiffe://corp.example/ns/test/sa/other";
-
-fn serial() -> SerialNumber {
-    let mut b = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut b).unwrap();
-    b[0] = (b[0] & 0x7f) | 0x01;
-    SerialNumber::from_slice(&b)
-}
-
-fn ca_params(cn: &str, path_len: Option<u8>) -> CertificateParams {
-    let mut p = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, cn);
-    p.distinguished_name = dn;
-    p.is_ca = match path_len {
-        Some(n) => IsCa::Ca(BasicConstraints::Constrained(n)),
-        None => IsCa::Ca(BasicConstraints::Unconstrained),
-    };
-    p.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    p.serial_number = Some(serial());
-    let now = OffsetDateTime::now_utc();
-    p.not_before = now - Duration::from_secs(3600);
-    p.not_after = now + Duration::from_secs(86400);
-    p
-}
-
-/// How a leaf differs from a good client certificate.
-#[derive(Clone)]
-pub struct Leaf {
-    pub sans: Vec<SanType>,
-    pub eku: Vec<ExtendedKeyUsagePurpose>,
-    pub not_before: OffsetDateTime,
-    pub not_after: OffsetDateTime,
-}
-
-pub fn uri(s: &str) -> SanType {
-    SanType::URI(s.try_into().unwrap())
-}
-
-impl Leaf {
-    pub fn client(id: &str) -> Leaf {
-        let now = OffsetDateTime::now_utc();
-        Leaf {
-            sans: vec![uri(id)],
-            eku: vec![ExtendedKeyUsagePurpose::ClientAuth],
-            not_before: now - Duration::from_secs(60),
-            not_after: now + Duration::from_secs(3600),
-        }
-    }
-}
-
-pub struct Pki {
-    dir: PathBuf,
-    inter: CertifiedIssuer<'static, KeyPair>,
-    other_root: CertifiedIssuer<'static, KeyPair>,
-    revoked: Vec<SerialNumber>,
-}
-
-impl Pki {
-    pub fn new(dir: &Path) -> Pki {
-        let root = CertifiedIssuer::self_signed(
-            ca_params("ward test root", None),
-            KeyPair::generate().unwrap(),
-        )
-        .unwrap();
-        let inter = CertifiedIssuer::signed_by(
-            ca_params("ward test issuing", Some(0)),
-            KeyPair::generate().unwrap(),
-            &root,
-        )
-        .unwrap();
-        let other_root = CertifiedIssuer::self_signed(
-            ca_params("someone else's root", None),
-            KeyPair::generate().unwrap(),
-        )
-        .unwrap();
-        std::fs::write(dir.join("root.pem"), root.pem()).unwrap();
-        let pki = Pki {
-            dir: dir.to_path_buf(),
-            inter,
-            other_root,
-            revoked: Vec::new(),
-        };
-        pki.issue_server();
-        pki.write_crl();
-        pki
-    }
-
-    /// (Re)issues the gateway's own certificate (`server.pem`/`.key`).
-    pub fn issue_server(&self) -> SerialNumber {
-        let now = OffsetDateTime::now_utc();
-        self.issue(
-            "server",
-            &Leaf {
-                sans: vec![
-                    SanType::DnsName("app.test".try_into().unwrap()),
-                    SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])),
-                    uri("spiffe://corp.example/gateway"),
-                ],
-                eku: vec![
-                    ExtendedKeyUsagePurpose::ServerAuth,
-                    ExtendedKeyUsagePurpose::ClientAuth,
-                ],
-                not_before: now - Duration::from_secs(60),
-                not_after: now + Duration::from_secs(86400),
-            },
-            false,
-        )
-    }
-
-    /// Writes `<name>.pem` (leaf + intermediate) and `<name>.key`; returns
-    /// the serial.
-    pub fn issue(&self, name: &str, leaf: &Leaf, foreign: bool) -> SerialNumber {
-        let mut p = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, name);
-        p.distinguished_name = dn;
-        p.is_ca = IsCa::ExplicitNoCa;
-        p.use_authority_key_identifier_extension = true;
-        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        p.extended_key_usages = leaf.eku.clone();
-        p.subject_alt_names = leaf.sans.clone();
-        p.not_before = leaf.not_before;
-        p.not_after = leaf.not_after;
-        let s = serial();
-        p.serial_number = Some(s.clone());
-        let key = KeyPair::generate().unwrap();
-        let (cert, chain) = if foreign {
-            (p.signed_by(&key, &self.other_root).unwrap(), String::new())
-        } else {
-            (p.signed_by(&key, &self.inter).unwrap(), self.inter.pem())
-        };
-        std::fs::write(
-            self.dir.join(format!("{name}.pem")),
-            format!("{}{}", cert.pem(), chain),
-        )
-        .unwrap();
-        std::fs::write(self.dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
-        s
-    }
-
-    pub fn write_crl(&self) {
-        let now = OffsetDateTime::now_utc();
-        let crl = CertificateRevocationListParams {
-            this_update: now - Duration::from_secs(60),
-            next_update: now + Duration::from_secs(3600),
-            crl_number: serial(),
-            issuing_distribution_point: None,
-            revoked_certs: self
-                .revoked
-                .iter()
-                .map(|s| RevokedCertParams {
-                    serial_number: s.clone(),
-                    revocation_time: now - Duration::from_secs(30),
-                    reason_code: Some(RevocationReason::KeyCompromise),
-                    invalidity_date: None,
-                })
-                .collect(),
-            key_identifier_method: KeyIdMethod::Sha256,
-        }
-        .signed_by(&self.inter)
-        .unwrap();
-        let tmp = self.dir.join("inter.crl.tmp");
-        std::fs::write(&tmp, crl.pem().unwrap()).unwrap();
-        std::fs::rename(tmp, self.dir.join("inter.crl")).unwrap();
-    }
-
-    pub fn revoke(&mut self, s: SerialNumber) {
-        self.revoked.push(s);
-        self.write_crl();
-    }
-}
+use super::gateway::{self, read_head};
+pub use super::pki::{CLIENT, Leaf, OTHER, Pki, TD, uri};
+use super::pki::{dns, localhost_ip};
 
 /// A tiny HTTP/1.1 upstream: counts requests and answers with the request
 /// head (and body) it received as the body; `GET /stream` streams for 20 s.
 pub struct Upstream {
     pub port: u16,
     count: Arc<AtomicUsize>,
-}
-
-fn read_head(r: &mut BufReader<TcpStream>) -> Option<String> {
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        match r.read_line(&mut line) {
-            Ok(0) | Err(_) => return None,
-            Ok(_) => {}
-        }
-        if line == "\r\n" || line == "\n" {
-            return Some(head);
-        }
-        head.push_str(&line);
-    }
 }
 
 impl Upstream {
@@ -301,13 +102,7 @@ pub fn free_tcp_udp_port() -> u16 {
     panic!("no port free on both TCP and UDP after 50 tries");
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use super::free_port;
 
 pub const ALLOW_POLICY: &str = r#"{
   "Version": "2026-11-01",
@@ -363,7 +158,16 @@ impl Gateway {
 
     fn try_start(extra: &str, prepare: &impl Fn(&mut Pki)) -> Result<Gateway, String> {
         let dir = tempfile::tempdir().unwrap();
-        let mut pki = Pki::new(dir.path());
+        let mut pki = Pki::new(
+            dir.path(),
+            "ward test root",
+            "ward test issuing",
+            vec![
+                dns("app.test"),
+                localhost_ip(),
+                uri("spiffe://corp.example/gateway"),
+            ],
+        );
         pki.issue("client", &Leaf::client(CLIENT), false);
         pki.issue("other", &Leaf::client(OTHER), false);
         prepare(&mut pki);
@@ -442,49 +246,21 @@ upstream = "http://127.0.0.1:{up}"
     }
 
     pub fn decisions(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.path("decisions.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        gateway::decisions(&self.path("decisions.jsonl"))
     }
 
     /// Plain HTTP/1.0 GET on the admin listener: (status, body).
     pub fn admin_get(&self, path: &str) -> (u16, String) {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.admin)) else {
-            return (0, String::new());
-        };
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: admin\r\n\r\n");
-        let mut text = String::new();
-        let _ = s.read_to_string(&mut text);
-        let status = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|x| x.1)
-            .unwrap_or("")
-            .to_string();
-        (status, body)
+        gateway::admin_get(self.admin, path)
     }
 
     /// The value of one metric sample (0 if absent).
     pub fn metric(&self, name_and_labels: &str) -> f64 {
-        let (_, body) = self.admin_get("/metrics");
-        body.lines()
-            .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
-            .unwrap_or(0.0)
+        gateway::metric(self.admin, name_and_labels)
     }
 
     pub fn sighup(&self) {
-        let ok = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
+        gateway::signal(self.child.id(), "HUP");
     }
 
     /// SIGTERM, then waits up to `limit` for the process to exit; `true`
@@ -514,10 +290,6 @@ upstream = "http://127.0.0.1:{up}"
 }
 
 /// Polls `f` for up to 15 s.
-pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+pub fn wait_until(what: &str, f: impl FnMut() -> bool) {
+    super::wait_until(what, Duration::from_secs(15), f);
 }

@@ -7,24 +7,17 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::io::{BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer,
-    DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair,
-    KeyUsagePurpose, RevocationReason, RevokedCertParams, SanType, SerialNumber,
-};
-use time::OffsetDateTime;
-
-pub const TD: &str = "corp.example";
-pub const CLIENT: &str = "spiffe://corp.example/ns/test/sa/client";
-pub const OTHER: &str = "spiffe://corp.example/ns/test/sa/other";
+use super::gateway::{self, read_head};
+pub use super::pki::{CLIENT, OTHER, Pki, TD, uri};
+use super::pki::{dns, localhost_ip};
 
 /// The client may use route `app` (except its admin area) and nothing else;
 /// `other` may use nothing. Route `secret` is reachable by nobody, so any
@@ -40,169 +33,6 @@ pub const POLICY: &str = r#"{
   ]
 }"#;
 
-// ---------------------------------------------------------------- PKI ----
-
-pub fn serial() -> SerialNumber {
-    let mut b = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut b).unwrap();
-    b[0] = (b[0] & 0x7f) | 0x01;
-    SerialNumber::from_slice(&b)
-}
-
-fn ca_params(cn: &str, path_len: Option<u8>) -> CertificateParams {
-    let mut p = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, cn);
-    p.distinguished_name = dn;
-    p.is_ca = match path_len {
-        Some(n) => IsCa::Ca(BasicConstraints::Constrained(n)),
-        None => IsCa::Ca(BasicConstraints::Unconstrained),
-    };
-    p.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    p.serial_number = Some(serial());
-    let now = OffsetDateTime::now_utc();
-    p.not_before = now - Duration::from_secs(3600);
-    p.not_after = now + Duration::from_secs(86400);
-    p
-}
-
-pub fn uri(s: &str) -> SanType {
-    SanType::URI(s.try_into().unwrap())
-}
-
-pub struct Pki {
-    pub dir: PathBuf,
-    inter: CertifiedIssuer<'static, KeyPair>,
-    pub revoked: Vec<SerialNumber>,
-}
-
-impl Pki {
-    pub fn new(dir: &Path) -> Pki {
-        let root = CertifiedIssuer::self_signed(
-            ca_params("ward hardening root", None),
-            KeyPair::generate().unwrap(),
-        )
-        .unwrap();
-        let inter = CertifiedIssuer::signed_by(
-            ca_params("ward hardening issuing", Some(0)),
-            KeyPair::generate().unwrap(),
-            &root,
-        )
-        .unwrap();
-        std::fs::write(dir.join("root.pem"), root.pem()).unwrap();
-        let pki = Pki {
-            dir: dir.to_path_buf(),
-            inter,
-            revoked: Vec::new(),
-        };
-        pki.issue_server("server");
-        pki.write_crl();
-        pki
-    }
-
-    /// The gateway's own certificate (serverAuth + clientAuth).
-    pub fn issue_server(&self, name: &str) -> SerialNumber {
-        let sans = vec![
-            SanType::DnsName("app.test".try_into().unwrap()),
-            SanType::DnsName("secret.test".try_into().unwrap()),
-            SanType::DnsName("slow.test".try_into().unwrap()),
-            SanType::DnsName("down.test".try_into().unwrap()),
-            SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])),
-            uri("spiffe://corp.example/gateway"),
-        ];
-        self.issue_with(
-            name,
-            sans,
-            vec![
-                ExtendedKeyUsagePurpose::ServerAuth,
-                ExtendedKeyUsagePurpose::ClientAuth,
-            ],
-        )
-    }
-
-    pub fn issue_client(&self, name: &str, id: &str) -> SerialNumber {
-        self.issue_with(
-            name,
-            vec![uri(id)],
-            vec![ExtendedKeyUsagePurpose::ClientAuth],
-        )
-    }
-
-    /// Writes `<name>.pem` (leaf + intermediate) and `<name>.key` atomically
-    /// (a reloading gateway must never read half a file).
-    fn issue_with(
-        &self,
-        name: &str,
-        sans: Vec<SanType>,
-        eku: Vec<ExtendedKeyUsagePurpose>,
-    ) -> SerialNumber {
-        let mut p = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, name);
-        p.distinguished_name = dn;
-        p.is_ca = IsCa::ExplicitNoCa;
-        p.use_authority_key_identifier_extension = true;
-        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        p.extended_key_usages = eku;
-        p.subject_alt_names = sans;
-        let now = OffsetDateTime::now_utc();
-        p.not_before = now - Duration::from_secs(60);
-        p.not_after = now + Duration::from_secs(86400);
-        let s = serial();
-        p.serial_number = Some(s.clone());
-        let key = KeyPair::generate().unwrap();
-        let cert = p.signed_by(&key, &self.inter).unwrap();
-        atomic_write(
-            &self.dir.join(format!("{name}.pem")),
-            format!("{}{}", cert.pem(), self.inter.pem()).as_bytes(),
-        );
-        atomic_write(
-            &self.dir.join(format!("{name}.key")),
-            key.serialize_pem().as_bytes(),
-        );
-        s
-    }
-
-    pub fn write_crl(&self) {
-        let now = OffsetDateTime::now_utc();
-        let crl = CertificateRevocationListParams {
-            this_update: now - Duration::from_secs(60),
-            next_update: now + Duration::from_secs(3600),
-            crl_number: serial(),
-            issuing_distribution_point: None,
-            revoked_certs: self
-                .revoked
-                .iter()
-                .map(|s| RevokedCertParams {
-                    serial_number: s.clone(),
-                    revocation_time: now - Duration::from_secs(30),
-                    reason_code: Some(RevocationReason::KeyCompromise),
-                    invalidity_date: None,
-                })
-                .collect(),
-            key_identifier_method: KeyIdMethod::Sha256,
-        }
-        .signed_by(&self.inter)
-        .unwrap();
-        atomic_write(&self.dir.join("inter.crl"), crl.pem().unwrap().as_bytes());
-    }
-
-    pub fn revoke(&mut self, s: SerialNumber) {
-        self.revoked.push(s);
-        self.write_crl();
-    }
-}
-
-pub fn atomic_write(path: &Path, bytes: &[u8]) {
-    let tmp = path.with_extension("hardening-tmp");
-    std::fs::write(&tmp, bytes).unwrap();
-    std::fs::rename(tmp, path).unwrap();
-}
-
 // ---------------------------------------------------------- upstreams ----
 
 /// An HTTP/1.1 upstream that records every request head it receives, byte
@@ -213,22 +43,6 @@ pub struct Recorder {
     pub port: u16,
     pub heads: Arc<Mutex<Vec<String>>>,
     pub open: Arc<AtomicUsize>,
-}
-
-fn read_head(r: &mut BufReader<TcpStream>) -> Option<String> {
-    let mut head = String::new();
-    for _ in 0..1000 {
-        let mut line = String::new();
-        match r.read_line(&mut line) {
-            Ok(0) | Err(_) => return None,
-            Ok(_) => {}
-        }
-        if line == "\r\n" || line == "\n" {
-            return Some(head);
-        }
-        head.push_str(&line);
-    }
-    None
 }
 
 impl Recorder {
@@ -298,13 +112,7 @@ impl Recorder {
     }
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use super::free_port;
 
 // ------------------------------------------------------------ gateway ----
 
@@ -339,7 +147,19 @@ impl Gateway {
 
     pub fn start_with(top: &str, limits: &str) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
-        let pki = Pki::new(dir.path());
+        let pki = Pki::new(
+            dir.path(),
+            "ward hardening root",
+            "ward hardening issuing",
+            vec![
+                dns("app.test"),
+                dns("secret.test"),
+                dns("slow.test"),
+                dns("down.test"),
+                localhost_ip(),
+                uri("spiffe://corp.example/gateway"),
+            ],
+        );
         pki.issue_client("client", CLIENT);
         pki.issue_client("other", OTHER);
         let app = Recorder::start(Duration::ZERO);
@@ -463,49 +283,21 @@ upstream = "http://127.0.0.1:{dead}"
     }
 
     pub fn decisions(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.path("decisions.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        gateway::decisions(&self.path("decisions.jsonl"))
     }
 
     /// Plain HTTP/1.0 GET on the admin listener: (status, body).
     pub fn admin_get(&self, path: &str) -> (u16, String) {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.admin)) else {
-            return (0, String::new());
-        };
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: admin\r\n\r\n");
-        let mut text = String::new();
-        let _ = s.read_to_string(&mut text);
-        let status = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|x| x.1)
-            .unwrap_or("")
-            .to_string();
-        (status, body)
+        gateway::admin_get(self.admin, path)
     }
 
     /// The value of one metric sample (0 if absent).
     pub fn metric(&self, name_and_labels: &str) -> f64 {
-        let (_, body) = self.admin_get("/metrics");
-        body.lines()
-            .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
-            .unwrap_or(0.0)
+        gateway::metric(self.admin, name_and_labels)
     }
 
     pub fn sighup(&self) {
-        let ok = Command::new("kill")
-            .args(["-HUP", &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
+        gateway::signal(self.pid(), "HUP");
     }
 
     /// Sends `bytes` over TLS (SNI `sni`, client cert `cert`, ALPN `alpn`)
@@ -677,12 +469,8 @@ pub fn rss_and_fds(pid: u32) -> (u64, usize) {
     (rss, fds)
 }
 
-pub fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+pub fn wait_until(what: &str, secs: u64, f: impl FnMut() -> bool) {
+    super::wait_until(what, Duration::from_secs(secs), f);
 }
 
 // --------------------------------------------------------- raw HTTP/2 ----
