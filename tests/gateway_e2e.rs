@@ -257,21 +257,7 @@ upstream = "127.0.0.1:{echo}"
             routes = routes.replace("{up}", &upstream.port.to_string()),
         );
         std::fs::write(dir.path().join("gateway.toml"), config).unwrap();
-        let stderr = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_ward"))
-            .args([
-                "--log-level",
-                "info,ward_gateway=debug",
-                "gateway",
-                "run",
-                "--config",
-            ])
-            .arg(dir.path().join("gateway.toml"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
+        let child = gateway::spawn(dir.path(), "info,ward_gateway=debug", false);
         let mut gw = Gateway {
             child,
             dir,

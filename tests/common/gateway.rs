@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// Reads an HTTP/1.x request head up to the blank line (at most 1000
@@ -78,4 +78,25 @@ pub fn signal(pid: u32, sig: &str) {
         .status()
         .unwrap();
     assert!(ok.success());
+}
+
+/// Starts `ward --log-level <log_level> gateway run` on `dir/gateway.toml`:
+/// stdin and stdout closed, stderr to `dir/gateway.log` (appended to, or
+/// truncated first). The caller waits for readiness and kills it on drop.
+pub fn spawn(dir: &Path, log_level: &str, append_log: bool) -> Child {
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append_log)
+        .truncate(!append_log)
+        .open(dir.join("gateway.log"))
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["--log-level", log_level, "gateway", "run", "--config"])
+        .arg(dir.join("gateway.toml"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
 }

@@ -10,7 +10,7 @@
 use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, UdpSocket};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -199,21 +199,7 @@ upstream = "http://127.0.0.1:{up}"
             up = upstream.port,
         );
         std::fs::write(dir.path().join("gateway.toml"), config).unwrap();
-        let stderr = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_ward"))
-            .args([
-                "--log-level",
-                "info,ward_gateway=debug",
-                "gateway",
-                "run",
-                "--config",
-            ])
-            .arg(dir.path().join("gateway.toml"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
+        let child = gateway::spawn(dir.path(), "info,ward_gateway=debug", false);
         let mut gw = Gateway {
             child,
             dir,

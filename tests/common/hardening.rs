@@ -234,19 +234,7 @@ upstream = "http://127.0.0.1:{dead}"
     /// (Re)starts the gateway process on the same ports and files, and waits
     /// until it is ready.
     pub fn spawn(&mut self) {
-        let stderr = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.path("gateway.log"))
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_ward"))
-            .args(["--log-level", "info", "gateway", "run", "--config"])
-            .arg(self.path("gateway.toml"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
+        let child = gateway::spawn(self.dir.path(), "info", true);
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
