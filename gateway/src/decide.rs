@@ -10,8 +10,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rustls::pki_types::CertificateDer;
@@ -142,145 +141,11 @@ pub struct Question<'a> {
 }
 
 /// Evaluates and records decisions.
-///
-/// Log lines are serialised on the request's task but written by one
-/// background thread ([`LogWriter`]): a synchronous `write(2)` under a
-/// mutex per decision cost more than the rest of a request. Lines reach
-/// the writer through one bounded channel, so they stay in decision order;
-/// when the channel is full the request waits for room (back-pressure)
-/// rather than dropping an audit line.
 #[derive(Debug)]
 pub struct Decider {
-    log: SyncSender<LogMsg>,
+    log: Mutex<File>,
     path: PathBuf,
     metrics: Metrics,
-}
-
-/// Lines queued for the writer before deciding tasks wait for it.
-const LOG_QUEUE: usize = 16 * 1024;
-/// Buffered bytes after which the writer writes even if more lines wait.
-const LOG_BATCH_BYTES: usize = 64 * 1024;
-/// How long the writer lets lines gather while decisions keep coming.
-const LOG_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
-
-/// What the log writer thread is asked to do, in order.
-#[derive(Debug)]
-enum LogMsg {
-    /// One serialised line, ending in `\n`.
-    Line(Vec<u8>),
-    /// Write what is buffered to the old file, then use this one.
-    Reopen(File),
-    /// Write what is buffered, then acknowledge.
-    Flush(SyncSender<()>),
-}
-
-/// The background writer: batches lines and writes them with one `write`
-/// call per batch, at the latest as soon as the queue is empty, so a line
-/// is on disk (in the page cache) microseconds after its decision.
-struct LogWriter {
-    file: File,
-    buf: Vec<u8>,
-    /// Offsets in `buf` where each buffered line ends, to count exactly
-    /// the lines a failed write lost.
-    ends: Vec<usize>,
-    metrics: Metrics,
-}
-
-impl LogWriter {
-    fn run(mut self, rx: Receiver<LogMsg>) {
-        // `recv` fails once every sender is gone (the Decider dropped).
-        while let Ok(msg) = rx.recv() {
-            self.handle(msg);
-            // Busy: drain, write, pause, and again until a pause brings
-            // nothing. Blocking in `recv` after every write would make each
-            // decision wake this thread (a context switch per request on a
-            // gateway pinned to one core); pausing lets lines pile up and
-            // costs each line at most `LOG_PAUSE` of delay.
-            loop {
-                let (drained, closed) = self.drain(&rx);
-                self.write_out();
-                if closed {
-                    return;
-                }
-                if drained == 0 {
-                    break;
-                }
-                std::thread::sleep(LOG_PAUSE);
-            }
-        }
-        self.write_out();
-    }
-
-    /// Takes every queued message; how many, and whether the Decider is
-    /// gone.
-    fn drain(&mut self, rx: &Receiver<LogMsg>) -> (usize, bool) {
-        let mut n = 0;
-        loop {
-            match rx.try_recv() {
-                Ok(msg) => {
-                    n += 1;
-                    self.handle(msg);
-                    if self.buf.len() >= LOG_BATCH_BYTES {
-                        self.write_out();
-                    }
-                }
-                Err(TryRecvError::Empty) => return (n, false),
-                Err(TryRecvError::Disconnected) => return (n, true),
-            }
-        }
-    }
-
-    fn handle(&mut self, msg: LogMsg) {
-        match msg {
-            LogMsg::Line(line) => {
-                self.buf.extend_from_slice(&line);
-                self.ends.push(self.buf.len());
-            }
-            LogMsg::Reopen(file) => {
-                self.write_out();
-                self.file = file;
-            }
-            LogMsg::Flush(ack) => {
-                self.write_out();
-                let _ = ack.send(());
-            }
-        }
-    }
-
-    /// Writes the buffered lines; lines not completely written are counted
-    /// as lost (the decisions were still enforced).
-    fn write_out(&mut self) {
-        if self.buf.is_empty() {
-            return;
-        }
-        let mut written = 0;
-        let mut failure = None;
-        while written < self.buf.len() {
-            match self.file.write(&self.buf[written..]) {
-                Ok(0) => {
-                    failure = Some(std::io::Error::from(std::io::ErrorKind::WriteZero));
-                    break;
-                }
-                Ok(n) => written += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            }
-        }
-        if let Some(e) = failure {
-            let lost = self.ends.iter().filter(|end| **end > written).count();
-            self.metrics
-                .decision_log_lost
-                .inc_by(u64::try_from(lost).unwrap_or(u64::MAX));
-            // The request is still decided (fail closed would turn a full
-            // disk into an outage); the gap is counted instead.
-            tracing::error!(error = %e, lines = lost, lost = self.metrics.decision_log_lost.get(), "cannot write the decision log; the decision was enforced but is missing from the log");
-        }
-        self.buf.clear();
-        self.ends.clear();
-    }
 }
 
 /// One decision line. Fields in alphabetical order: the line is
@@ -335,76 +200,24 @@ fn open_log(path: &Path) -> Result<File, Error> {
 }
 
 impl Decider {
-    /// Opens (appends to) the decision log and starts its writer thread,
-    /// which ends (after writing everything queued) when the Decider is
-    /// dropped.
+    /// Opens (appends to) the decision log.
     pub fn open(path: &Path, metrics: Metrics) -> Result<Decider, Error> {
-        let file = open_log(path)?;
-        let (tx, rx) = sync_channel(LOG_QUEUE);
-        let writer = LogWriter {
-            file,
-            buf: Vec::with_capacity(LOG_BATCH_BYTES),
-            ends: Vec::new(),
-            metrics: metrics.clone(),
-        };
-        std::thread::Builder::new()
-            .name("ward-decision-log".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|source| Error::File {
-                what: "decision log writer thread for",
-                path: path.to_path_buf(),
-                source,
-            })?;
         Ok(Decider {
-            log: tx,
+            log: Mutex::new(open_log(path)?),
             path: path.to_path_buf(),
             metrics,
         })
     }
 
     /// Opens the log file again (after logrotate moved it away); on
-    /// failure the old file stays in use. Lines decided before the call go
-    /// to the old file, later ones to the new.
+    /// failure the old file stays in use.
     pub fn reopen(&self) -> Result<(), Error> {
         let file = open_log(&self.path)?;
-        self.send(LogMsg::Reopen(file));
+        match self.log.lock() {
+            Ok(mut f) => *f = file,
+            Err(poisoned) => *poisoned.into_inner() = file,
+        }
         Ok(())
-    }
-
-    /// Waits (at most `timeout`) until every line decided so far has been
-    /// written: on shutdown, and for tests that read the log.
-    pub fn flush(&self, timeout: std::time::Duration) -> bool {
-        let (ack, done) = sync_channel(1);
-        self.send(LogMsg::Flush(ack));
-        done.recv_timeout(timeout).is_ok()
-    }
-
-    fn send(&self, msg: LogMsg) {
-        let msg = match self.log.try_send(msg) {
-            Ok(()) => return,
-            Err(TrySendError::Full(msg)) => msg,
-            Err(TrySendError::Disconnected(msg)) => {
-                self.lost(&msg);
-                return;
-            }
-        };
-        // The writer is behind (slow disk): wait for room rather than drop
-        // an audit line; this is what the synchronous write did, too.
-        if let Err(e) = self.log.send(msg) {
-            self.lost(&e.0);
-        }
-    }
-
-    /// The writer thread is gone (it never ends while the Decider lives,
-    /// unless it panicked): count the line.
-    fn lost(&self, msg: &LogMsg) {
-        if matches!(msg, LogMsg::Line(_)) {
-            self.metrics.decision_log_lost.inc();
-            tracing::error!(
-                lost = self.metrics.decision_log_lost.get(),
-                "decision log writer stopped; the decision was enforced but is missing from the log"
-            );
-        }
     }
 
     /// Decides `q` for `conn` with `policy` (and, in shadow mode,
@@ -481,6 +294,10 @@ impl Decider {
         self.write(&line);
     }
 
+    /// Serialises the line straight from borrowed fields (building a
+    /// `serde_json::Value` first cloned the whole context per request) and
+    /// appends it with one write call, so lines stay whole under O_APPEND
+    /// and each decision is in the log before its response is sent.
     fn write(&self, line: &impl Serialize) {
         let mut text = Vec::with_capacity(1024);
         if serde_json::to_writer(&mut text, line).is_err() {
@@ -490,7 +307,20 @@ impl Decider {
             return;
         }
         text.push(b'\n');
-        self.send(LogMsg::Line(text));
+        match self.log.lock() {
+            Ok(mut f) => {
+                if let Err(e) = f.write_all(&text) {
+                    // The request is still decided (fail closed would turn a
+                    // full disk into an outage); the gap is counted instead.
+                    self.metrics.decision_log_lost.inc();
+                    tracing::error!(error = %e, lost = self.metrics.decision_log_lost.get(), "cannot write the decision log; the decision was enforced but is missing from the log");
+                }
+            }
+            Err(_) => {
+                self.metrics.decision_log_lost.inc();
+                tracing::error!("decision log lock poisoned");
+            }
+        }
     }
 }
 
@@ -596,7 +426,6 @@ mod tests {
         for _ in 0..5 {
             d.log_close(&conn(), "app", "test");
         }
-        assert!(d.flush(std::time::Duration::from_secs(5)));
         assert_eq!(metrics.decision_log_lost.get(), 5);
     }
 
@@ -636,7 +465,6 @@ mod tests {
         let no = ask("/x", "DELETE");
         assert!(!no.allowed);
         assert_ne!(yes.id, no.id);
-        assert!(d.flush(std::time::Duration::from_secs(5)));
         let text = std::fs::read_to_string(&log).unwrap();
         let lines: Vec<Value> = text
             .lines()

@@ -25,7 +25,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::config::{Config, HttpRoute, Limits};
-use crate::decide::{ConnInfo, Question, add_http_context, base_context};
+use crate::decide::{ConnInfo, Question, add_http_context};
 use crate::recheck::{BoxError, Guarded, OpenStreams, Standing};
 use crate::server::Shared;
 
@@ -324,9 +324,8 @@ async fn handle_inner(
         );
     }
 
-    let groups = state.policy.groups_of(&conn.identity);
     let now = OffsetDateTime::now_utc();
-    let mut context = base_context(conn, &groups, now);
+    let (groups, mut context) = streams.base_context(conn, &state.policy, state.generation, now);
     add_http_context(
         &mut context,
         req.method().as_str(),

@@ -47,6 +47,17 @@ pub struct OpenStreams {
     pub emptied: tokio::sync::Notify,
     /// Per-connection assertion cache, see [`OpenStreams::assertion`].
     assertions: Mutex<HashMap<String, CachedAssertion>>,
+    /// Per-connection base context, see [`OpenStreams::base_context`].
+    base: Mutex<Option<CachedBase>>,
+}
+
+/// The connection-level context keys and groups under one policy
+/// generation.
+#[derive(Debug)]
+struct CachedBase {
+    generation: u64,
+    groups: Arc<Vec<String>>,
+    context: Context,
 }
 
 /// A signed assertion and what it was signed for.
@@ -130,6 +141,42 @@ impl OpenStreams {
             );
         }
         Ok(token)
+    }
+
+    /// The connection's groups and its context keys for a request at
+    /// `now`. Everything but `ward:CurrentTime` is the same for every
+    /// request of a connection under one policy generation (peer, TLS
+    /// version, certificate, groups), so it is built once per generation
+    /// instead of formatted again per request; the time is always fresh.
+    pub fn base_context(
+        &self,
+        conn: &ConnInfo,
+        policy: &crate::policy::Policy,
+        generation: u64,
+        now: OffsetDateTime,
+    ) -> (Arc<Vec<String>>, Context) {
+        let cached = self.base.lock().ok().and_then(|b| {
+            b.as_ref()
+                .filter(|b| b.generation == generation)
+                .map(|b| (b.groups.clone(), b.context.clone()))
+        });
+        let (groups, mut context) = match cached {
+            Some(hit) => hit,
+            None => {
+                let groups = Arc::new(policy.groups_of(&conn.identity));
+                let context = crate::decide::base_context(conn, &groups, now);
+                if let Ok(mut b) = self.base.lock() {
+                    *b = Some(CachedBase {
+                        generation,
+                        groups: groups.clone(),
+                        context: context.clone(),
+                    });
+                }
+                (groups, context)
+            }
+        };
+        crate::decide::set_current_time(&mut context, now);
+        (groups, context)
     }
 
     /// Whether no stream is open.

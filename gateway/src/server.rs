@@ -276,11 +276,6 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>) -> Res
     while shared.metrics.active_connections.get() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // The decision log is written by a background thread: every line
-    // decided so far must be on disk before the process exits.
-    if !shared.decider.flush(Duration::from_secs(5)) {
-        tracing::error!("decision log not flushed at shutdown");
-    }
     tracing::info!(
         left = shared.metrics.active_connections.get(),
         "gateway stopped"
