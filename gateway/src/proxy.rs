@@ -290,6 +290,33 @@ where
     Ok(resp)
 }
 
+/// Reads and discards what the client sends of a request body that will
+/// not be forwarded (denied, no route), bounded in bytes and time.
+///
+/// Why: answering an HTTP/2 request before its body has been read makes the
+/// server end the stream with RST_STREAM (NO_ERROR, as RFC 9113 §8.1
+/// allows), and curl 7.88 then sometimes reports "stream error in the
+/// HTTP/2 framing layer" (exit 92) instead of the 403 it was sent. A small
+/// body that is already on its way is drained so the client sees a clean
+/// answer; a large or slow one is not waited for, since a prompt refusal
+/// matters more and nothing of it reaches an upstream either way.
+async fn drain_unforwarded(mut body: RequestBody) {
+    const MAX_BYTES: usize = 64 * 1024;
+    const MAX_WAIT: Duration = Duration::from_millis(500);
+    let mut seen = 0usize;
+    let _ = tokio::time::timeout(MAX_WAIT, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                seen = seen.saturating_add(data.len());
+                if seen > MAX_BYTES {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+}
+
 async fn handle_inner(
     shared: &Shared,
     conn: &Arc<ConnInfo>,
@@ -305,6 +332,7 @@ async fn handle_inner(
     let path = req.uri().path().to_string();
     let state = shared.current();
     let Some(route) = match_route(&state.routes, &host, &path) else {
+        drain_unforwarded(req.into_body()).await;
         return (
             text(
                 StatusCode::NOT_FOUND,
@@ -353,6 +381,7 @@ async fn handle_inner(
     );
     let decision_id = HeaderValue::from_str(&outcome.id).ok();
     if !outcome.allowed {
+        drain_unforwarded(req.into_body()).await;
         let mut resp = text(
             StatusCode::FORBIDDEN,
             json!({"error": "denied by policy", "decision_id": outcome.id, "route": name}),
