@@ -340,23 +340,11 @@ async fn refresh_crl(client: &CaClient, path: &Path) -> Result<(), Error> {
     x509_parser::parse_x509_crl(&der)
         .map_err(|e| Error::BadAnswer(format!("the CRL does not parse: {e}")))?;
     let data = if path.extension().is_some_and(|e| e == "pem") {
-        pem("X509 CRL", &der).into_bytes()
+        ward_ca::certutil::pem_block("X509 CRL", &der).into_bytes()
     } else {
         der
     };
     sink::write_atomic(path, &data, 0o644)
-}
-
-fn pem(label: &str, der: &[u8]) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(chunk));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
 }
 
 /// RFC 3339 in UTC.
@@ -376,7 +364,7 @@ mod tests {
 
     #[test]
     fn pem_wraps_at_64() {
-        let p = pem("X509 CRL", &[0u8; 100]);
+        let p = ward_ca::certutil::pem_block("X509 CRL", &[0u8; 100]);
         assert!(p.starts_with("-----BEGIN X509 CRL-----\n"));
         assert!(p.lines().all(|l| l.len() <= 64));
     }

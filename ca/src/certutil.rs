@@ -20,7 +20,9 @@ pub fn cert_pem(der: &[u8]) -> String {
     pem_block("CERTIFICATE", der)
 }
 
-pub(crate) fn pem_block(label: &str, der: &[u8]) -> String {
+/// PEM-encodes DER under any label (`X509 CRL`, `PUBLIC KEY`, …), 64
+/// base64 characters a line as RFC 7468 asks.
+pub fn pem_block(label: &str, der: &[u8]) -> String {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
     let mut out = format!("-----BEGIN {label}-----\n");
