@@ -140,3 +140,24 @@ pub trait Store: Send + Sync {
     /// Counts for status.
     fn counts(&self, now: i64) -> Result<Counts, Error>;
 }
+
+/// A placeholder certificate record for the store's and the log's unit
+/// tests: only the serial varies; the DER is not a certificate.
+#[cfg(test)]
+pub(crate) fn sample_cert(serial: &str) -> CertRecord {
+    CertRecord {
+        serial: serial.into(),
+        identity: "spiffe://corp.example/a".into(),
+        profile: "workload".into(),
+        dns_names: vec![],
+        email: None,
+        not_before: 0,
+        not_after: 100,
+        der: vec![1, 2, 3],
+        requester: "token:t".into(),
+        created_at: 1,
+        revoked_at: None,
+        reason: None,
+        revoked_by: None,
+    }
+}

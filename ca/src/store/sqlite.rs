@@ -490,23 +490,7 @@ mod tests {
         }
     }
 
-    fn cert(serial: &str) -> CertRecord {
-        CertRecord {
-            serial: serial.into(),
-            identity: "spiffe://corp.example/a".into(),
-            profile: "workload".into(),
-            dns_names: vec![],
-            email: None,
-            not_before: 0,
-            not_after: 100,
-            der: vec![1, 2, 3],
-            requester: "token:t".into(),
-            created_at: 1,
-            revoked_at: None,
-            reason: None,
-            revoked_by: None,
-        }
-    }
+    use crate::store::sample_cert as cert;
 
     #[test]
     fn pragmas_are_wal_and_full() {

@@ -628,23 +628,7 @@ mod tests {
         assert!(report.ok(), "{:?}", report.problem);
     }
 
-    fn cert(serial: &str) -> CertRecord {
-        CertRecord {
-            serial: serial.into(),
-            identity: "spiffe://corp.example/a".into(),
-            profile: "workload".into(),
-            dns_names: vec![],
-            email: None,
-            not_before: 0,
-            not_after: 100,
-            der: vec![1, 2, 3],
-            requester: "token:t".into(),
-            created_at: 1,
-            revoked_at: None,
-            reason: None,
-            revoked_by: None,
-        }
-    }
+    use crate::store::sample_cert as cert;
 
     #[test]
     fn a_token_claimed_in_the_log_transaction_is_single_use_under_a_race() {
