@@ -262,19 +262,7 @@ pub fn entries(conn: &Connection, start: u64, end: u64) -> Result<Vec<StoredEntr
         "SELECT idx, entry, leaf_hash FROM translog_entries
          WHERE idx >= ?1 AND idx <= ?2 ORDER BY idx",
     )?;
-    let rows = stmt.query_map(params![to_i64(start)?, to_i64(end)?], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?))
-    })?;
-    let mut out = Vec::new();
-    for r in rows {
-        let (index, bytes, leaf_hash) = r?;
-        out.push(StoredEntry {
-            index: to_u64(index)?,
-            bytes,
-            leaf_hash,
-        });
-    }
-    Ok(out)
+    stored_entries(&mut stmt, params![to_i64(start)?, to_i64(end)?])
 }
 
 /// Index of the leaf with this hash, if present.
@@ -326,20 +314,10 @@ pub fn search_issued(conn: &Connection, f: &Filter) -> Result<Vec<StoredEntry>, 
            AND (?4 IS NULL OR not_before <= ?4)
          ORDER BY idx LIMIT ?5",
     )?;
-    let rows = stmt.query_map(
+    stored_entries(
+        &mut stmt,
         params![f.identity, f.serial, f.since, f.until, f.limit],
-        |r| Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?)),
-    )?;
-    let mut out = Vec::new();
-    for r in rows {
-        let (index, bytes, leaf_hash) = r?;
-        out.push(StoredEntry {
-            index: to_u64(index)?,
-            bytes,
-            leaf_hash,
-        });
-    }
-    Ok(out)
+    )
 }
 
 /// Revocation entries of a serial, by index.
@@ -348,9 +326,15 @@ pub fn revocations_of(conn: &Connection, serial: &str) -> Result<Vec<StoredEntry
         "SELECT idx, entry, leaf_hash FROM translog_entries
          WHERE kind = 'revoked' AND serial = ?1 ORDER BY idx",
     )?;
-    let rows = stmt.query_map(params![serial], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?))
-    })?;
+    stored_entries(&mut stmt, params![serial])
+}
+
+/// Runs a `SELECT idx, entry, leaf_hash …` statement into entries.
+fn stored_entries(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+) -> Result<Vec<StoredEntry>, Error> {
+    let rows = stmt.query_map(params, |r| Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?)))?;
     let mut out = Vec::new();
     for r in rows {
         let (index, bytes, leaf_hash) = r?;
