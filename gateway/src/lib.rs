@@ -15,6 +15,8 @@ pub mod config;
 pub mod crl;
 pub mod decide;
 mod error;
+pub mod extended_connect;
+pub mod grpc;
 pub mod identity;
 pub mod idle;
 pub mod metrics;

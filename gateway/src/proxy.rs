@@ -26,6 +26,7 @@ use time::OffsetDateTime;
 
 use crate::config::{Config, HttpRoute, Limits};
 use crate::decide::{ConnInfo, Question, add_http_context};
+use crate::extended_connect::Translated;
 use crate::recheck::{BoxError, Guarded, OpenStreams, Standing};
 use crate::server::Shared;
 
@@ -196,8 +197,39 @@ fn normal_host(a: &Authority) -> String {
     a.host().trim_end_matches('.').to_ascii_lowercase()
 }
 
-/// A small JSON response made by the gateway itself.
-fn text(status: StatusCode, body: serde_json::Value) -> Response<Body> {
+/// Marks a response the gateway made itself, never an upstream's, with
+/// the reason in words: a client that cannot read the JSON body (gRPC) is
+/// told the reason another way ([`crate::grpc::convert`]).
+#[derive(Debug, Clone)]
+pub struct GatewayMade {
+    /// The error, its detail and route, e.g. `denied by policy on route app`.
+    pub reason: String,
+    /// The decision id, when a decision was made.
+    pub decision_id: Option<String>,
+}
+
+impl GatewayMade {
+    fn from_json(body: &serde_json::Value) -> GatewayMade {
+        let field = |k: &str| body.get(k).and_then(|v| v.as_str());
+        let mut reason = field("error").unwrap_or("gateway error").to_string();
+        if let Some(detail) = field("detail") {
+            reason.push_str(": ");
+            reason.push_str(detail);
+        }
+        if let Some(route) = field("route") {
+            reason.push_str(" on route ");
+            reason.push_str(route);
+        }
+        GatewayMade {
+            reason,
+            decision_id: field("decision_id").map(str::to_string),
+        }
+    }
+}
+
+/// A small JSON response made by the gateway itself, marked [`GatewayMade`].
+pub(crate) fn text(status: StatusCode, body: serde_json::Value) -> Response<Body> {
+    let made = GatewayMade::from_json(&body);
     let mut resp = Response::new(
         Full::new(Bytes::from(format!("{body}\n")))
             .map_err(|never| match never {})
@@ -208,6 +240,7 @@ fn text(status: StatusCode, body: serde_json::Value) -> Response<Body> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    resp.extensions_mut().insert(made);
     resp
 }
 
@@ -267,8 +300,24 @@ where
 {
     let started = Instant::now();
     let req = req.map(|b| b.map_err(Into::into).boxed_unsync());
-    let (resp, route) = handle_inner(&shared, &conn, &streams, req).await;
+    let grpc = crate::grpc::content_type(&req);
+    let (resp, route) = match crate::extended_connect::translate(req) {
+        Translated::Plain(req) => handle_inner(&shared, &conn, &streams, req).await,
+        Translated::WebSocket(req, key) => {
+            let (resp, route) = handle_inner(&shared, &conn, &streams, req).await;
+            (crate::extended_connect::finish(resp, &key), route)
+        }
+        Translated::Refused(resp) => (resp, None),
+    };
+    // The status label is the HTTP status before the gRPC re-encoding
+    // below: a denied gRPC call counts as 403 like any other denial,
+    // though the client receives 200 with grpc-status 7. An HTTP/2
+    // WebSocket counts as the 200 it receives (RFC 8441).
     let status = resp.status();
+    let resp = match grpc {
+        Some(content_type) => crate::grpc::convert(resp, content_type),
+        None => resp,
+    };
     if let Some((route, decision)) = route {
         shared
             .metrics
@@ -562,7 +611,7 @@ async fn handle_inner(
     }
 }
 
-fn empty() -> Body {
+pub(crate) fn empty() -> Body {
     http_body_util::Empty::<Bytes>::new()
         .map_err(|never| match never {})
         .boxed()

@@ -496,7 +496,8 @@ async fn serve_http(
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.max_concurrent_streams)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .keep_alive_interval(Duration::from_secs(30));
+        .keep_alive_interval(Duration::from_secs(30))
+        .enable_connect_protocol();
     let streams = Arc::new(OpenStreams::default());
     let svc = {
         let shared = shared.clone();
