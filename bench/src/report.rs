@@ -254,6 +254,29 @@ fn goal_line(all: &[Series], g: &Goal) -> String {
     }
 }
 
+/// The best keep-alive ratio to nginx that ward could reach on this run's
+/// topology if its own user-space work cost nothing: nginx's whole server
+/// CPU per request divided by what ward's requests cost the kernel and the
+/// upstream. Why report it: with proxy and upstream sharing the server
+/// CPUs, throughput is the inverse of CPU per request, and the kernel's
+/// loopback TCP work and the upstream's parsing are paid by every proxy, so
+/// a goal above this bound cannot be met by optimising ward alone.
+fn cpu_bound(all: &[Series]) -> String {
+    let get = |t: &str, f: &str| find(all, "h1-keepalive", f, t).and_then(Series::median);
+    let total = "server CPU µs/request (proxy + upstream)";
+    match (
+        get("nginx", total),
+        get("ward", "proxy kernel CPU µs/request"),
+        get("ward", "upstream CPU µs/request"),
+    ) {
+        (Some(n), Some(k), Some(u)) if k + u > 0.0 => format!(
+            "| bound, not a goal: ward vs nginx HTTP/1.1 keep-alive req/s if ward's user-space CPU were zero (nginx server CPU ÷ (ward's kernel + upstream CPU) per request) | {:.2}× | — |\n",
+            n / (k + u)
+        ),
+        _ => String::new(),
+    }
+}
+
 const COLORS: &[(&str, &str)] = &[
     ("direct", "#7f7f7f"),
     ("ward", "#1f77b4"),
@@ -387,6 +410,7 @@ pub fn run(raw: &Path, meta: &Path, out: &Path) -> anyhow::Result<()> {
     for g in GOALS {
         md.push_str(&goal_line(&all, g));
     }
+    md.push_str(&cpu_bound(&all));
     let mut by_scenario: BTreeMap<&str, Vec<&Series>> = BTreeMap::new();
     for s in &all {
         by_scenario.entry(&s.scenario).or_default().push(s);
@@ -525,6 +549,28 @@ mod tests {
             "{svg}"
         );
         assert!(dir.join("h3.svg").exists());
+        assert!(!md.contains("bound, not a goal"), "no CPU rows, no bound: {md}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn cpu_rows_give_the_user_space_bound() {
+        let row = |t: &str, f: &str, v: f64| Series {
+            scenario: "h1-keepalive".into(),
+            target: t.into(),
+            figure: f.into(),
+            unit: "µs".into(),
+            higher_better: false,
+            values: vec![v],
+            missing: None,
+        };
+        let all = vec![
+            row("nginx", "server CPU µs/request (proxy + upstream)", 36.0),
+            row("ward", "proxy kernel CPU µs/request", 20.0),
+            row("ward", "upstream CPU µs/request", 10.0),
+        ];
+        // 36 / (20 + 10) = 1.2: a 1.3× goal is out of reach on that run.
+        assert!(cpu_bound(&all).contains("| 1.20× |"), "{}", cpu_bound(&all));
+        assert_eq!(cpu_bound(&all[..2]), "");
     }
 }
