@@ -51,6 +51,17 @@ enum Command {
     Up(cmd::up::Args),
 }
 
+/// jemalloc instead of glibc malloc: a proxied request makes dozens of
+/// small, short-lived allocations (header maps, strings, the decision-log
+/// line), and glibc's malloc/free (arena locks, chunk consolidation) was
+/// 10 to 15 % of the gateway's CPU per request. Measured on one core
+/// (32 keep-alive connections): glibc 47-48 µs per request, mimalloc 43-44,
+/// jemalloc 43-44 with 9 MB less resident memory than mimalloc (19 vs 28 MB
+/// after the load), which is what decides it, since memory per idle
+/// connection is a gateway budget too.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(e) = logging::init(cli.log_format, &cli.log_level) {
