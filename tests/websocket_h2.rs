@@ -1,0 +1,498 @@
+//! WebSockets over HTTP/2 (RFC 8441 extended CONNECT) through
+//! `ward gateway run`: a client on Python's `h2` library
+//! (`tests/clients/ws_h2_client.py`, WebSocket frames on one h2 stream, mTLS,
+//! ALPN h2) and a real HTTP/1.1 WebSocket echo upstream in a thread here,
+//! which checks the handshake and answers with the right
+//! `Sec-WebSocket-Accept`. Only 127.0.0.1; every wait is bounded.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde_json::Value;
+
+mod common;
+
+use common::gateway::{self, read_head};
+use common::pki::{CLIENT, Leaf, Pki, TD, dns};
+use common::{free_port, wait_until};
+
+const CLIENT_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/ws_h2_client.py");
+
+const ALLOW_POLICY: &str = r#"{
+  "Version": "2026-11-01",
+  "Statement": [
+    {"Sid": "ClientUsesApp", "Effect": "Allow",
+     "Principal": {"Spiffe": "spiffe://corp.example/ns/test/sa/client"},
+     "Action": "http:GET", "Resource": "route/app/*"},
+    {"Sid": "NobodyAdmin", "Effect": "Deny", "Principal": "*",
+     "Action": "http:*", "Resource": "route/app/admin*"}
+  ]
+}"#;
+
+const DENY_ALL_POLICY: &str = r#"{
+  "Version": "2026-11-01",
+  "Statement": [
+    {"Sid": "Lockdown", "Effect": "Deny", "Principal": "*",
+     "Action": "http:*", "Resource": "route/*"}
+  ]
+}"#;
+
+// ----------------------------------------------------------- upstream ----
+
+/// A WebSocket echo server speaking the HTTP/1.1 upgrade (RFC 6455): it
+/// keeps every request head it receives, refuses a handshake without a
+/// 16-byte key or version 13, answers 101 with the key's accept value, and
+/// echoes each frame it reads (unmasked, as a server must send).
+struct EchoUpstream {
+    port: u16,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+impl EchoUpstream {
+    fn start() -> EchoUpstream {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(s) = s else { continue };
+                let seen = seen.clone();
+                std::thread::spawn(move || serve_ws(s, &seen));
+            }
+        });
+        EchoUpstream { port, heads }
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+fn header_in<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+fn serve_ws(s: TcpStream, seen: &Mutex<Vec<String>>) {
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let Some(head) = read_head(&mut r) else {
+        return;
+    };
+    seen.lock().unwrap().push(head.clone());
+    let key = header_in(&head, "sec-websocket-key").unwrap_or("");
+    let good = head.starts_with("GET ")
+        && header_in(&head, "upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+        && header_in(&head, "sec-websocket-version") == Some("13")
+        && B64.decode(key).is_ok_and(|k| k.len() == 16);
+    if !good {
+        let _ = w.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+        return;
+    }
+    let accept = B64.encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        format!("{key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11").as_bytes(),
+    ));
+    let resp = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\
+         sec-websocket-accept: {accept}\r\n\r\n"
+    );
+    if w.write_all(resp.as_bytes()).is_err() {
+        return;
+    }
+    // Echo frames until a close frame or the end of the connection.
+    loop {
+        let mut h = [0u8; 2];
+        if r.read_exact(&mut h).is_err() {
+            return;
+        }
+        let opcode = h[0] & 0x0f;
+        let mut len = u64::from(h[1] & 0x7f);
+        if len == 126 {
+            let mut b = [0u8; 2];
+            r.read_exact(&mut b).unwrap();
+            len = u64::from(u16::from_be_bytes(b));
+        } else if len == 127 {
+            let mut b = [0u8; 8];
+            r.read_exact(&mut b).unwrap();
+            len = u64::from_be_bytes(b);
+        }
+        let mut mask = [0u8; 4];
+        if h[1] & 0x80 != 0 {
+            r.read_exact(&mut mask).unwrap();
+        }
+        let mut payload = vec![0u8; usize::try_from(len).unwrap()];
+        if r.read_exact(&mut payload).is_err() {
+            return;
+        }
+        for (i, b) in payload.iter_mut().enumerate() {
+            *b ^= mask[i % 4];
+        }
+        let mut frame = vec![0x80 | opcode];
+        if payload.len() < 126 {
+            frame.push(u8::try_from(payload.len()).unwrap());
+        } else {
+            frame.push(126);
+            frame.extend(u16::try_from(payload.len()).unwrap().to_be_bytes());
+        }
+        frame.extend(&payload);
+        if w.write_all(&frame).is_err() || opcode == 8 {
+            return;
+        }
+    }
+}
+
+// ------------------------------------------------------------ gateway ----
+
+struct World {
+    dir: tempfile::TempDir,
+    gateway: Child,
+    port: u16,
+    admin: u16,
+    upstream: EchoUpstream,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = self.gateway.kill();
+        let _ = self.gateway.wait();
+    }
+}
+
+impl World {
+    fn start() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::new(
+            dir.path(),
+            "ward ws test root",
+            "ward ws test issuing",
+            vec![dns("app.test")],
+        );
+        pki.issue("client", &Leaf::client(CLIENT), false);
+        let upstream = EchoUpstream::start();
+        let (port, admin) = (free_port(), free_port());
+        std::fs::create_dir(dir.path().join("policy")).unwrap();
+        std::fs::write(dir.path().join("policy/main.json"), ALLOW_POLICY).unwrap();
+        let config = format!(
+            r#"
+listen = "127.0.0.1:{port}"
+admin_listen = "127.0.0.1:{admin}"
+trust_domain = "{TD}"
+trust_bundle = "root.pem"
+cert = "server.pem"
+key = "server.key"
+crls = ["inter.crl"]
+policy_dir = "policy"
+decision_log = "decisions.jsonl"
+reload_poll_secs = 1
+
+[[http_routes]]
+name = "app"
+host = "app.test"
+upstream = "http://127.0.0.1:{up}"
+"#,
+            up = upstream.port
+        );
+        std::fs::write(dir.path().join("gateway.toml"), config).unwrap();
+        let gateway = gateway::spawn(dir.path(), "info,ward_gateway=debug", false);
+        let mut world = World {
+            dir,
+            gateway,
+            port,
+            admin,
+            upstream,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while gateway::admin_get(world.admin, "/readyz").0 != 200 {
+            if let Some(status) = world.gateway.try_wait().unwrap() {
+                panic!("gateway exited with {status}:\n{}", world.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gateway not ready:\n{}",
+                world.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        world
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.path("gateway.log")).unwrap_or_default()
+    }
+
+    fn decisions(&self) -> Vec<Value> {
+        gateway::decisions(&self.path("decisions.jsonl"))
+    }
+
+    fn write_policy(&self, text: &str) {
+        let tmp = self.path("policy/.main.json.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(tmp, self.path("policy/main.json")).unwrap();
+        gateway::signal(self.gateway.id(), "HUP");
+    }
+
+    /// Starts the h2 WebSocket client on `path`.
+    fn client(&self, path: &str) -> WsClient {
+        let mut child = Command::new("python3")
+            .arg(CLIENT_PY)
+            .arg("--connect")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--authority")
+            .arg(format!("app.test:{}", self.port))
+            .args(["--path", path, "--ca"])
+            .arg(self.path("root.pem"))
+            .arg("--cert")
+            .arg(self.path("client.pem"))
+            .arg("--key")
+            .arg(self.path("client.key"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(self.path("ws_client.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            let mut out = BufReader::new(out);
+            loop {
+                let mut line = String::new();
+                match std::io::BufRead::read_line(&mut out, &mut line) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {
+                        if tx.send(line.trim_end().to_string()).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        WsClient {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+}
+
+/// The running client: its event lines, and stdin to send messages.
+struct WsClient {
+    child: Child,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Drop for WsClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl WsClient {
+    /// Event lines up to and including the first one `last` accepts;
+    /// panics (with what was seen) after `secs`.
+    fn until(&mut self, secs: u64, last: impl Fn(&str) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut got = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(line) = self.lines.recv_timeout(left) else {
+                panic!(
+                    "no matching event within {secs}s; so far: {:?}",
+                    [self.seen.clone(), got].concat()
+                );
+            };
+            self.seen.push(line.clone());
+            got.push(line.clone());
+            if last(&line) {
+                return got;
+            }
+        }
+    }
+
+    fn send(&mut self, text: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(format!("{text}\n").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// The value of a response header the client printed.
+    fn header(&self, name: &str) -> Option<String> {
+        let prefix = format!("header {name}: ");
+        self.seen
+            .iter()
+            .find_map(|l| l.strip_prefix(&prefix).map(str::to_string))
+    }
+}
+
+fn is_status(l: &str) -> bool {
+    l.starts_with("status ") || l == "closed" || l == "goaway"
+}
+
+fn is_end(l: &str) -> bool {
+    l == "end" || l.starts_with("reset ") || l == "closed" || l == "goaway"
+}
+
+// -------------------------------------------------------------- tests ----
+
+#[test]
+fn an_allowed_websocket_over_http2_echoes_both_ways_as_an_upgrade_get() {
+    let w = World::start();
+    let mut c = w.client("/ws/chat?room=1");
+    let events = c.until(10, is_status);
+    assert!(
+        events.contains(&"settings enable_connect_protocol=1".to_string()),
+        "the gateway must announce RFC 8441 support: {events:?}"
+    );
+    assert_eq!(
+        events.last().unwrap(),
+        "status 200",
+        "{events:?}\n{}",
+        w.log()
+    );
+    assert!(
+        c.header("sec-websocket-accept").is_none(),
+        "no HTTP/1.1 handshake headers on h2: {:?}",
+        c.seen
+    );
+    let decision_id = c.header("x-ward-decision-id").expect("decision id header");
+
+    c.send("ping");
+    assert_eq!(c.until(10, |l| l.starts_with("message ")), ["message ping"]);
+    let long = "x".repeat(300);
+    c.send(&long);
+    assert_eq!(
+        c.until(10, |l| l.starts_with("message ")),
+        [format!("message {long}")]
+    );
+
+    // The upstream saw exactly what an HTTP/1.1 WebSocket client sends.
+    let heads = w.upstream.heads();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    let head = &heads[0];
+    assert!(
+        head.starts_with("GET /ws/chat?room=1 HTTP/1.1\r\n"),
+        "{head}"
+    );
+    assert_eq!(header_in(head, "x-ward-identity"), Some(CLIENT), "{head}");
+    assert_eq!(
+        header_in(head, "x-ward-decision-id"),
+        Some(decision_id.as_str())
+    );
+    assert!(header_in(head, "x-ward-assertion").is_some(), "{head}");
+
+    // And the policy decided `http:GET`, as for an HTTP/1.1 WebSocket.
+    let d = w
+        .decisions()
+        .into_iter()
+        .find(|d| d["decision_id"] == decision_id.as_str())
+        .unwrap();
+    assert_eq!(d["action"], "http:GET");
+    assert_eq!(d["resource"], "route/app/ws/chat");
+    assert_eq!(d["result"], "Allow");
+    assert_eq!(d["context"]["ward:Protocol"], "h2");
+}
+
+#[test]
+fn a_denied_websocket_over_http2_is_403_and_never_reaches_the_upstream() {
+    let w = World::start();
+    let mut c = w.client("/admin-ws");
+    let events = c.until(10, is_status);
+    assert_eq!(
+        events.last().unwrap(),
+        "status 403",
+        "{events:?}\n{}",
+        w.log()
+    );
+    let rest = c.until(10, is_end);
+    assert!(
+        rest.iter()
+            .any(|l| l.starts_with("body ") && l.contains("denied by policy")),
+        "{rest:?}"
+    );
+    let id = c.header("x-ward-decision-id").unwrap();
+    let d = w
+        .decisions()
+        .into_iter()
+        .find(|d| d["decision_id"] == id.as_str())
+        .unwrap();
+    assert_eq!(d["result"], "Deny");
+    assert_eq!(d["matched_sid"], "NobodyAdmin");
+    assert_eq!(d["action"], "http:GET");
+    assert!(w.upstream.heads().is_empty(), "the upstream was contacted");
+}
+
+#[test]
+fn an_open_websocket_over_http2_is_closed_when_the_policy_no_longer_allows_it() {
+    let w = World::start();
+    let mut c = w.client("/ws");
+    assert_eq!(c.until(10, is_status).last().unwrap(), "status 200");
+    c.send("before");
+    assert_eq!(
+        c.until(10, |l| l.starts_with("message ")),
+        ["message before"]
+    );
+
+    let changed = Instant::now();
+    w.write_policy(DENY_ALL_POLICY);
+    let ended = c.until(10, is_end);
+    let took = changed.elapsed();
+    eprintln!("stream ended {took:?} after the policy change: {ended:?}");
+    assert!(took < Duration::from_secs(5), "closed after {took:?}");
+    assert!(
+        !ended.iter().any(|l| l.starts_with("message ")),
+        "{ended:?}"
+    );
+    wait_until("close logged", Duration::from_secs(5), || {
+        w.decisions().iter().any(|d| d["kind"] == "close")
+    });
+    let close = w
+        .decisions()
+        .into_iter()
+        .find(|d| d["kind"] == "close")
+        .unwrap();
+    assert_eq!(close["route"], "app");
+    assert_eq!(close["principal"], CLIENT);
+    assert_eq!(
+        close["reason"], "policy no longer allows http:GET",
+        "{close}"
+    );
+    let recheck = w
+        .decisions()
+        .into_iter()
+        .find(|d| d["kind"] == "recheck")
+        .expect("the re-check decision is logged");
+    assert_eq!(recheck["matched_sid"], "Lockdown");
+    assert_eq!(
+        gateway::metric(
+            w.admin,
+            "ward_gateway_rechecks_closed_total{reason=\"policy\"}"
+        ),
+        1.0
+    );
+
+    // Nothing sent after the close reaches the upstream and comes back.
+    c.send("after");
+    let late = c.lines.recv_timeout(Duration::from_millis(500));
+    assert!(
+        !late.as_ref().is_ok_and(|l| l.starts_with("message ")),
+        "{late:?}"
+    );
+}
