@@ -85,6 +85,7 @@ decision_log = "decisions.jsonl"
 
 [limits]
 upstream_connect_timeout_secs = 2
+upstream_timeout_secs = 1
 
 [[http_routes]]
 name = "grpc"
@@ -303,7 +304,7 @@ fn a_denied_method_is_permission_denied_with_its_decision_id_and_never_reaches_t
 }
 
 #[test]
-fn an_upstream_that_is_down_is_unavailable() {
+fn an_upstream_that_is_down_is_unavailable_and_a_slow_one_deadline_exceeded() {
     let w = World::start();
     let r = w.call("grpcdown.test", "/ward.test.Echo/Unary", false, "");
     assert_eq!(r["code"], "UNAVAILABLE", "{r}\n{}", w.log());
@@ -315,4 +316,16 @@ fn an_upstream_that_is_down_is_unavailable() {
     let id = decision_in(details);
     assert!(w.decisions().iter().any(|d| d["decision_id"] == id));
     assert_eq!(w.metric(&requests("grpcdown", "allow", "502")), 1.0);
+
+    // The gateway waits 1 s for the upstream's answer; this one takes 3 s.
+    let r = w.call("grpc.test", "/ward.test.Echo/Slow", false, "");
+    assert_eq!(r["code"], "DEADLINE_EXCEEDED", "{r}");
+    let details = r["details"].as_str().unwrap();
+    assert!(
+        details.starts_with("upstream timed out on route grpc"),
+        "{r}"
+    );
+    decision_in(details);
+    assert_eq!(w.upstream_saw()["method"], "Slow");
+    assert_eq!(w.metric(&requests("grpc", "allow", "504")), 1.0);
 }

@@ -15,6 +15,7 @@ No protobuf and no generated code: methods take and return raw bytes.
                   in real trailers, after data).
           Fail    aborts at once with RESOURCE_EXHAUSTED and a message that
                   needs percent-encoding (a trailers-only answer).
+          Slow    answers after 3 s (longer than the gateway waits).
           Admin   answers b"admin" (a policy should never let a call through).
 
     grpc_peer.py client --target HOST:PORT --authority NAME --ca PEM
@@ -77,6 +78,12 @@ def fail(request, context):
     context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "quota 100% used \u2014 caf\u00e9")
 
 
+def slow(request, context):
+    log_call("Slow", context)
+    time.sleep(3)
+    return b"late"
+
+
 def admin(request, context):
     log_call("Admin", context)
     return b"admin"
@@ -87,6 +94,7 @@ def serve(_args) -> int:
         "Unary": grpc.unary_unary_rpc_method_handler(unary),
         "Stream": grpc.unary_stream_rpc_method_handler(stream),
         "Fail": grpc.unary_unary_rpc_method_handler(fail),
+        "Slow": grpc.unary_unary_rpc_method_handler(slow),
         "Admin": grpc.unary_unary_rpc_method_handler(admin),
     }
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
