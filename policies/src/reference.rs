@@ -489,6 +489,58 @@ mod agreement {
                 prop_assert_eq!(fast_matched, matched, "request {:?}\npolicies {:#?}", req, docs);
             }
         }
+
+        /// A context layered over a shared base (how the gateway builds
+        /// one per request) decides exactly like the flat context with the
+        /// same keys, and like the reference evaluator: whether a key sits
+        /// in the base, in the layer, is split between both by `insert`, or
+        /// is hidden in the base by the layer's `set`.
+        #[test]
+        fn layered_context_decides_like_flat(
+            docs in prop::collection::vec(document(), 1..4),
+            reqs in prop::collection::vec((request(), prop::collection::vec(0u8..4, 10)), 1..8),
+        ) {
+            let set = compile_generated(&docs);
+            for (req, how) in &reqs {
+                let mut base = Context::new();
+                let mut later: Vec<(String, Vec<String>, u8)> = Vec::new();
+                for (i, (k, vals)) in req.context.iter().enumerate() {
+                    let how = how.get(i).copied().unwrap_or(0);
+                    match how {
+                        0 => { base.set(k, vals.to_vec()); }
+                        2 if !vals.is_empty() => { base.set(k, vals[..1].to_vec()); }
+                        3 => { base.set(k, vec!["hidden".into(), "by the layer".into()]); }
+                        _ => {}
+                    }
+                    later.push((k.to_owned(), vals.to_vec(), how));
+                }
+                let mut context = Context::over(std::sync::Arc::new(base));
+                for (k, vals, how) in later {
+                    match how {
+                        0 => {}
+                        2 if !vals.is_empty() => {
+                            for v in &vals[1..] {
+                                context.insert(&k.to_ascii_uppercase(), v.clone());
+                            }
+                        }
+                        _ => { context.set(&k, vals); }
+                    }
+                }
+                prop_assert_eq!(&context, &req.context);
+                let layered = Request { context, ..req.clone() };
+                prop_assert_eq!(
+                    serde_json::to_string(&layered).unwrap(),
+                    serde_json::to_string(req).unwrap()
+                );
+                let flat = set.evaluate(req);
+                let fast = set.evaluate(&layered);
+                let (outcome, _) = evaluate(&set, &layered);
+                prop_assert_eq!(fast.outcome(), flat.outcome(), "request {:?}", req);
+                prop_assert_eq!(fast.outcome(), outcome, "request {:?}", req);
+                prop_assert_eq!(fast.matched(), flat.matched());
+                prop_assert_eq!(fast.error(), flat.error());
+            }
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! current time included, so that a decision can be replayed exactly.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The authenticated caller, from its verified certificate.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -32,9 +33,18 @@ impl Principal {
 /// key, any number (possibly none) for a multi-valued key. Values are text
 /// in the key's type's syntax: IP addresses, RFC 3339 dates or epoch
 /// seconds, decimal numbers, `true`/`false`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+///
+/// A context can be layered over a shared base ([`Context::over`]): a host
+/// whose requests share most keys (a gateway: everything about the
+/// connection) builds those once and adds only the request's own keys,
+/// instead of copying the whole map for every request. A layered context
+/// reads, compares and serialises exactly like the flat context with the
+/// same keys: a key of the layer hides the base's values of that key.
+#[derive(Debug, Clone, Default)]
 pub struct Context {
     map: BTreeMap<String, Vec<String>>,
+    /// Shared keys under `map`; never itself layered (see [`Context::over`]).
+    base: Option<Arc<Context>>,
 }
 
 impl Context {
@@ -43,12 +53,46 @@ impl Context {
         Context::default()
     }
 
+    /// An empty layer over `base`: it has every key of `base` until a key is
+    /// inserted or set here, and `base` is shared, not copied. A base that
+    /// is itself layered is flattened once here, so that lookups stay one
+    /// level deep.
+    pub fn over(base: Arc<Context>) -> Context {
+        let base = if base.base.is_some() {
+            Arc::new(Context {
+                map: base
+                    .iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_vec()))
+                    .collect(),
+                base: None,
+            })
+        } else {
+            base
+        };
+        Context {
+            map: BTreeMap::new(),
+            base: Some(base),
+        }
+    }
+
     /// Adds one value to a key (a second call on a single-valued key makes
-    /// the request invalid, and it is then denied).
+    /// the request invalid, and it is then denied). On a layered context the
+    /// value is added to the base's values of the key, as in a flat one.
     pub fn insert(&mut self, key: &str, value: impl Into<String>) -> &mut Context {
+        let lower = if key.bytes().any(|b| b.is_ascii_uppercase()) {
+            key.to_ascii_lowercase()
+        } else {
+            key.to_owned()
+        };
+        let base = &self.base;
         self.map
-            .entry(key.to_ascii_lowercase())
-            .or_default()
+            .entry(lower)
+            .or_insert_with_key(|k| {
+                base.as_ref()
+                    .and_then(|b| b.map.get(k))
+                    .cloned()
+                    .unwrap_or_default()
+            })
             .push(value.into());
         self
     }
@@ -62,17 +106,85 @@ impl Context {
 
     /// The values of a key, looked up case-insensitively.
     pub fn get(&self, key: &str) -> Option<&[String]> {
-        self.map.get(&key.to_ascii_lowercase()).map(Vec::as_slice)
+        self.get_lower(&key.to_ascii_lowercase())
     }
 
     /// Lookup by an already lower-cased key (no allocation).
     pub(crate) fn get_lower(&self, key: &str) -> Option<&[String]> {
-        self.map.get(key).map(Vec::as_slice)
+        self.map
+            .get(key)
+            .or_else(|| self.base.as_ref().and_then(|b| b.map.get(key)))
+            .map(Vec::as_slice)
     }
 
-    /// Every key (lower-cased) and its values.
+    /// Every key (lower-cased, in order) and its values.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[String])> {
-        self.map.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
+        Merged {
+            top: self.map.iter().peekable(),
+            base: self.base.as_ref().map(|b| b.map.iter().peekable()),
+        }
+    }
+}
+
+type Entries<'a> = std::iter::Peekable<std::collections::btree_map::Iter<'a, String, Vec<String>>>;
+
+/// The keys of a layer and its base in order, the layer's winning.
+struct Merged<'a> {
+    top: Entries<'a>,
+    base: Option<Entries<'a>>,
+}
+
+impl<'a> Iterator for Merged<'a> {
+    type Item = (&'a str, &'a [String]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let Some(base) = self.base.as_mut() else {
+            return self.top.next().map(|(k, v)| (k.as_str(), v.as_slice()));
+        };
+        let top_key: Option<&'a String> = self.top.peek().map(|(k, _)| *k);
+        let base_key: Option<&'a String> = base.peek().map(|(k, _)| *k);
+        let take_top = match (top_key, base_key) {
+            (None, None) => return None,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(t), Some(b)) => {
+                if t == b {
+                    base.next();
+                }
+                t <= b
+            }
+        };
+        let next = if take_top {
+            self.top.next()
+        } else {
+            base.next()
+        };
+        next.map(|(k, v)| (k.as_str(), v.as_slice()))
+    }
+}
+
+impl PartialEq for Context {
+    /// Equal when the keys and values are, however they are layered.
+    fn eq(&self, other: &Context) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Context {}
+
+impl serde::Serialize for Context {
+    /// As the flat map always was: `{"map": {key: [values]}}`, merged.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        struct Map<'a>(&'a Context);
+        impl serde::Serialize for Map<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_map(self.0.iter())
+            }
+        }
+        let mut st = s.serialize_struct("Context", 1)?;
+        st.serialize_field("map", &Map(self))?;
+        st.end()
     }
 }
 
@@ -134,6 +246,64 @@ mod tests {
         assert_eq!(c.get_lower("ward:sourceip").unwrap().len(), 1);
         c.set("ward:PrincipalGroups", vec![]);
         assert_eq!(c.get("WARD:PRINCIPALGROUPS").unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_layer_reads_like_the_flat_context() {
+        let mut base = Context::new();
+        base.insert("ward:SourceIp", "10.0.0.1")
+            .insert("ward:Host", "a")
+            .set("ward:PrincipalGroups", vec!["g".into()]);
+        let base = Arc::new(base);
+        let mut c = Context::over(base.clone());
+        assert_eq!(c.get("WARD:SOURCEIP").unwrap(), ["10.0.0.1"]);
+        c.insert("Ward:Host", "b");
+        c.set("ward:PrincipalGroups", vec![]);
+        c.insert("ward:Path", "/x");
+        assert_eq!(
+            c.get("ward:host").unwrap(),
+            ["a", "b"],
+            "insert adds to the base's values"
+        );
+        assert_eq!(
+            c.get("ward:principalgroups").unwrap().len(),
+            0,
+            "set hides the base's values"
+        );
+        assert_eq!(
+            base.get("ward:host").unwrap(),
+            ["a"],
+            "the base is not changed"
+        );
+        let keys: Vec<&str> = c.iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            [
+                "ward:host",
+                "ward:path",
+                "ward:principalgroups",
+                "ward:sourceip"
+            ]
+        );
+        let mut flat = Context::new();
+        flat.insert("ward:sourceip", "10.0.0.1")
+            .insert("ward:host", "a")
+            .insert("ward:host", "b")
+            .insert("ward:path", "/x")
+            .set("ward:principalgroups", vec![]);
+        assert_eq!(c, flat);
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            serde_json::to_string(&flat).unwrap()
+        );
+        assert!(
+            serde_json::to_string(&flat)
+                .unwrap()
+                .starts_with(r#"{"map":{"ward:host":["a","b"]"#)
+        );
+        let deeper = Context::over(Arc::new(c.clone()));
+        assert_eq!(deeper, flat, "a layered base is flattened");
+        assert_ne!(Context::over(base), flat);
     }
 
     #[test]
