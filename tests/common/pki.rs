@@ -227,3 +227,65 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) {
     std::fs::write(&tmp, bytes).unwrap();
     std::fs::rename(tmp, path).unwrap();
 }
+
+impl Pki {
+    /// As [`Pki::new`], also handing back the root and the intermediate's
+    /// serial, which `new` drops: a test that revokes the intermediate needs
+    /// the root to sign that CRL ([`crl_pem`]).
+    pub fn new_with_root(
+        dir: &Path,
+        root_cn: &str,
+        inter_cn: &str,
+        server_sans: Vec<SanType>,
+    ) -> (Pki, CertifiedIssuer<'static, KeyPair>, SerialNumber) {
+        let root =
+            CertifiedIssuer::self_signed(ca_params(root_cn, None), KeyPair::generate().unwrap())
+                .unwrap();
+        let inter_params = ca_params(inter_cn, Some(0));
+        let inter_serial = inter_params.serial_number.clone().unwrap();
+        let inter =
+            CertifiedIssuer::signed_by(inter_params, KeyPair::generate().unwrap(), &root).unwrap();
+        let other_root = CertifiedIssuer::self_signed(
+            ca_params("someone else's root", None),
+            KeyPair::generate().unwrap(),
+        )
+        .unwrap();
+        std::fs::write(dir.join("root.pem"), root.pem()).unwrap();
+        let pki = Pki {
+            dir: dir.to_path_buf(),
+            inter,
+            other_root,
+            revoked: Vec::new(),
+            server_sans,
+        };
+        pki.issue_server();
+        pki.write_crl();
+        (pki, root, inter_serial)
+    }
+}
+
+/// A PEM CRL signed by any `issuer` (a root revoking an intermediate, say),
+/// revoking `revoked`, valid for an hour.
+pub fn crl_pem(issuer: &rcgen::Issuer<'_, KeyPair>, revoked: &[SerialNumber]) -> String {
+    let now = OffsetDateTime::now_utc();
+    CertificateRevocationListParams {
+        this_update: now - Duration::from_secs(60),
+        next_update: now + Duration::from_secs(3600),
+        crl_number: serial(),
+        issuing_distribution_point: None,
+        revoked_certs: revoked
+            .iter()
+            .map(|s| RevokedCertParams {
+                serial_number: s.clone(),
+                revocation_time: now - Duration::from_secs(30),
+                reason_code: Some(RevocationReason::CaCompromise),
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(issuer)
+    .unwrap()
+    .pem()
+    .unwrap()
+}

@@ -1,0 +1,244 @@
+//! Revocation of a whole client chain by a real `ward gateway run` process
+//! and curl as the client: a root's CRL revoking the issuing intermediate
+//! refuses every leaf under it at the handshake, lifting it lets the same
+//! client in after a reload, and revoking it again closes the client's open
+//! connection (the re-check after a CRL change). Only 127.0.0.1; every wait
+//! is bounded.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rcgen::{CertifiedIssuer, KeyPair, SerialNumber};
+
+mod common;
+
+use common::gateway;
+use common::h3::{ALLOW_POLICY, Upstream};
+use common::pki::{CLIENT, Leaf, Pki, TD, atomic_write, crl_pem, dns, localhost_ip, uri};
+use common::{free_port, wait_until};
+
+struct Gateway {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+    admin: u16,
+    root: CertifiedIssuer<'static, KeyPair>,
+    inter_serial: SerialNumber,
+    upstream: Upstream,
+    _pki: Pki,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Gateway {
+    /// A gateway with the intermediate's CRL and the root's CRL (revoking
+    /// the intermediate when `inter_revoked`) in `crls`, one HTTP route
+    /// `app` and a policy that lets `client` GET it.
+    fn start(inter_revoked: bool) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let (pki, root, inter_serial) = Pki::new_with_root(
+            dir.path(),
+            "ward test root",
+            "ward test issuing",
+            vec![
+                dns("app.test"),
+                localhost_ip(),
+                uri("spiffe://corp.example/gateway"),
+            ],
+        );
+        pki.issue("client", &Leaf::client(CLIENT), false);
+        let upstream = Upstream::start();
+        let port = free_port();
+        let admin = free_port();
+        std::fs::create_dir(dir.path().join("policy")).unwrap();
+        std::fs::write(dir.path().join("policy/main.json"), ALLOW_POLICY).unwrap();
+        let config = format!(
+            r#"
+listen = "127.0.0.1:{port}"
+admin_listen = "127.0.0.1:{admin}"
+trust_domain = "{TD}"
+trust_bundle = "root.pem"
+cert = "server.pem"
+key = "server.key"
+crls = ["inter.crl", "root.crl"]
+policy_dir = "policy"
+decision_log = "decisions.jsonl"
+reload_poll_secs = 1
+
+[[http_routes]]
+name = "app"
+host = "app.test"
+upstream = "http://127.0.0.1:{up}"
+"#,
+            up = upstream.port,
+        );
+        std::fs::write(dir.path().join("gateway.toml"), config).unwrap();
+        let mut gw = Gateway {
+            child: gateway::spawn(dir.path(), "info,ward_gateway=debug", false),
+            dir,
+            port,
+            admin,
+            root,
+            inter_serial,
+            upstream,
+            _pki: pki,
+        };
+        gw.write_root_crl(inter_revoked);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while gateway::admin_get(gw.admin, "/readyz").0 != 200 {
+            if let Some(status) = gw.child.try_wait().unwrap() {
+                panic!("gateway exited with {status}:\n{}", gw.log());
+            }
+            assert!(Instant::now() < deadline, "not ready:\n{}", gw.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        gw
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.path("gateway.log")).unwrap_or_default()
+    }
+
+    fn metric(&self, name_and_labels: &str) -> f64 {
+        gateway::metric(self.admin, name_and_labels)
+    }
+
+    /// The root's CRL, with or without the intermediate on it.
+    fn write_root_crl(&self, inter_revoked: bool) {
+        let revoked = if inter_revoked {
+            vec![self.inter_serial.clone()]
+        } else {
+            vec![]
+        };
+        atomic_write(
+            &self.path("root.crl"),
+            crl_pem(&self.root, &revoked).as_bytes(),
+        );
+    }
+
+    /// Replaces the root's CRL and waits until the gateway has reloaded it.
+    fn reload_root_crl(&self, inter_revoked: bool) {
+        let reloads = "ward_gateway_reloads_total{part=\"tls\"}";
+        let before = self.metric(reloads);
+        self.write_root_crl(inter_revoked);
+        gateway::signal(self.child.id(), "HUP");
+        wait_until("TLS reload", Duration::from_secs(15), || {
+            self.metric(reloads) > before
+        });
+    }
+
+    /// curl as `client`, GET `path` on the route.
+    fn curl(&self, path: &str, extra: &[&str]) -> Command {
+        let mut c = Command::new("curl");
+        c.args(["-sS", "--cacert"])
+            .arg(self.path("root.pem"))
+            .arg("--resolve")
+            .arg(format!("app.test:{}:127.0.0.1", self.port))
+            .arg("--cert")
+            .arg(self.path("client.pem"))
+            .arg("--key")
+            .arg(self.path("client.key"))
+            .args(extra)
+            .arg(format!("https://app.test:{}{path}", self.port));
+        c
+    }
+
+    fn get(&self, path: &str) -> Output {
+        self.curl(
+            path,
+            &["--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}"],
+        )
+        .output()
+        .unwrap()
+    }
+}
+
+fn code(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn a_client_under_a_revoked_intermediate_is_refused_until_the_root_lifts_it() {
+    let gw = Gateway::start(true);
+    let revoked = "ward_gateway_handshakes_total{reason=\"revoked\",result=\"failed\"}";
+
+    // The leaf itself is on no CRL; only its intermediate is, on the root's.
+    let out = gw.get("/hello");
+    assert!(
+        !out.status.success() && code(&out) == "000",
+        "let through under a revoked intermediate: {} {}",
+        code(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // TLS 1.3: the refusal is seen on the first read (56) or write (55);
+    // inside the handshake: 35.
+    let exit = out.status.code().unwrap();
+    assert!([35, 55, 56, 58].contains(&exit), "curl exit {exit}");
+    wait_until("revoked handshake counted", Duration::from_secs(5), || {
+        gw.metric(revoked) >= 1.0
+    });
+    assert_eq!(gw.upstream.count(), 0, "nothing reached the upstream");
+
+    // The root's new CRL no longer lists the intermediate: same client,
+    // same certificate, in after the reload.
+    gw.reload_root_crl(false);
+    let out = gw.get("/hello");
+    assert_eq!(
+        code(&out),
+        "200",
+        "refused after the intermediate was lifted: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        gw.log()
+    );
+    assert_eq!(gw.upstream.count(), 1);
+
+    // Revoked again while the client streams: the open connection is
+    // re-checked against the new CRL and closed long before the stream's
+    // 20 s are up.
+    let closed = "ward_gateway_rechecks_closed_total{reason=\"revoked_or_untrusted\"}";
+    let closed_before = gw.metric(closed);
+    let mut stream = gw
+        .curl("/stream", &["--max-time", "30", "-o", "/dev/null"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("stream started", Duration::from_secs(10), || {
+        gw.upstream.count() == 2
+    });
+    gw.reload_root_crl(true);
+    let ended = wait_exit(&mut stream, Duration::from_secs(10));
+    if !ended {
+        let _ = stream.kill();
+        let _ = stream.wait();
+    }
+    assert!(ended, "open connection kept under a revoked intermediate");
+    wait_until("re-check close counted", Duration::from_secs(5), || {
+        gw.metric(closed) > closed_before
+    });
+    let out = gw.get("/hello");
+    assert_eq!(code(&out), "000", "a new handshake got through");
+}
