@@ -1,9 +1,9 @@
-//! Revocation of a whole client chain by a real `ward gateway run` process
-//! and curl as the client: a root's CRL revoking the issuing intermediate
-//! refuses every leaf under it at the handshake, lifting it lets the same
-//! client in after a reload, and revoking it again closes the client's open
-//! connection (the re-check after a CRL change). Only 127.0.0.1; every wait
-//! is bounded.
+//! Revocation of a whole client chain by a real `ward gateway run` process,
+//! with curl (TCP) and aioquic (`tests/clients/h3_client.py`, HTTP/3) as
+//! clients: a root's CRL revoking the issuing intermediate refuses every
+//! leaf under it at the handshake, lifting it lets the same client in after
+//! a reload, and revoking it again closes the client's open connection (the
+//! re-check after a CRL change). Only 127.0.0.1; every wait is bounded.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -16,7 +16,7 @@ use rcgen::{CertifiedIssuer, KeyPair, SerialNumber};
 mod common;
 
 use common::gateway;
-use common::h3::{ALLOW_POLICY, Upstream};
+use common::h3::{ALLOW_POLICY, Upstream, free_tcp_udp_port};
 use common::pki::{CLIENT, Leaf, Pki, TD, atomic_write, crl_pem, dns, localhost_ip, uri};
 use common::{free_port, wait_until};
 
@@ -56,7 +56,7 @@ impl Gateway {
         );
         pki.issue("client", &Leaf::client(CLIENT), false);
         let upstream = Upstream::start();
-        let port = free_port();
+        let port = free_tcp_udp_port();
         let admin = free_port();
         std::fs::create_dir(dir.path().join("policy")).unwrap();
         std::fs::write(dir.path().join("policy/main.json"), ALLOW_POLICY).unwrap();
@@ -155,6 +155,34 @@ upstream = "http://127.0.0.1:{up}"
         c
     }
 
+    /// HTTP/3 GET as `client`: the status, or `None` if refused.
+    fn h3_get(&self, path: &str) -> Option<u16> {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/h3_client.py");
+        let out = Command::new("python3")
+            .arg(script)
+            .arg(format!("https://app.test:{}{path}", self.port))
+            .arg("--ca")
+            .arg(self.path("root.pem"))
+            .args(["--connect", "127.0.0.1", "--timeout", "10", "--cert"])
+            .arg(self.path("client.pem"))
+            .arg("--key")
+            .arg(self.path("client.key"))
+            .output()
+            .unwrap();
+        match out.status.code() {
+            Some(0) => String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix("status: "))
+                .and_then(|s| s.parse().ok()),
+            Some(2) => None,
+            other => panic!(
+                "h3_client.py failed ({other:?}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    }
+
     fn get(&self, path: &str) -> Output {
         self.curl(
             path,
@@ -200,6 +228,16 @@ fn a_client_under_a_revoked_intermediate_is_refused_until_the_root_lifts_it() {
     wait_until("revoked handshake counted", Duration::from_secs(5), || {
         gw.metric(revoked) >= 1.0
     });
+    // HTTP/3 shares the verifier.
+    assert_eq!(gw.h3_get("/hello"), None, "let through over HTTP/3");
+    wait_until(
+        "revoked QUIC handshake counted",
+        Duration::from_secs(5),
+        || {
+            gw.metric("ward_gateway_quic_handshakes_total{reason=\"revoked\",result=\"failed\"}")
+                >= 1.0
+        },
+    );
     assert_eq!(gw.upstream.count(), 0, "nothing reached the upstream");
 
     // The root's new CRL no longer lists the intermediate: same client,
@@ -213,7 +251,8 @@ fn a_client_under_a_revoked_intermediate_is_refused_until_the_root_lifts_it() {
         String::from_utf8_lossy(&out.stderr),
         gw.log()
     );
-    assert_eq!(gw.upstream.count(), 1);
+    assert_eq!(gw.h3_get("/hello"), Some(200));
+    assert_eq!(gw.upstream.count(), 2);
 
     // Revoked again while the client streams: the open connection is
     // re-checked against the new CRL and closed long before the stream's
@@ -227,7 +266,7 @@ fn a_client_under_a_revoked_intermediate_is_refused_until_the_root_lifts_it() {
         .spawn()
         .unwrap();
     wait_until("stream started", Duration::from_secs(10), || {
-        gw.upstream.count() == 2
+        gw.upstream.count() == 3
     });
     gw.reload_root_crl(true);
     let ended = wait_exit(&mut stream, Duration::from_secs(10));
