@@ -423,6 +423,21 @@ async fn request(
         }
     };
     let (mut send, recv) = stream.split();
+    // h3 bounds only the bytes of the header section; the count is bounded
+    // here, as hyper bounds it on HTTP/1.1 (`limits.max_headers`), so that
+    // HTTP/3 cannot hand an upstream a request the TCP listener refuses.
+    if req.headers().len() > shared.config.limits.max_headers {
+        let resp = crate::proxy::text(
+            http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            serde_json::json!({
+                "error": "too many header fields",
+                "detail": format!("more than limits.max_headers = {}", shared.config.limits.max_headers),
+            }),
+        );
+        send_response(&mut send, resp).await;
+        count("too_many_headers");
+        return;
+    }
     let req = req.map(|()| RecvBody::new(recv));
     let resp = match crate::proxy::handle(shared.clone(), conn, streams, req).await {
         Ok(r) => r,
