@@ -112,6 +112,64 @@ impl Recorder {
     }
 }
 
+/// A raw TCP upstream for TCP routes: counts the connections it accepts,
+/// keeps every byte each one sends (one buffer per connection, in accept
+/// order) and echoes them back. A denied tunnel must leave it untouched.
+#[derive(Clone)]
+pub struct TcpRecorder {
+    pub port: u16,
+    pub conns: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl TcpRecorder {
+    pub fn start() -> TcpRecorder {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let c = conns.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { continue };
+                let c = c.clone();
+                let i = {
+                    let mut v = c.lock().unwrap();
+                    v.push(Vec::new());
+                    v.len() - 1
+                };
+                std::thread::spawn(move || {
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+                    let mut buf = [0u8; 16384];
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        c.lock().unwrap()[i].extend_from_slice(&buf[..n]);
+                        if s.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        TcpRecorder { port, conns }
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.conns.lock().unwrap().len()
+    }
+
+    /// Bytes received so far, over all connections.
+    pub fn bytes(&self) -> usize {
+        self.conns.lock().unwrap().iter().map(Vec::len).sum()
+    }
+
+    /// What connection `i` has sent so far.
+    pub fn received(&self, i: usize) -> Vec<u8> {
+        self.conns.lock().unwrap()[i].clone()
+    }
+}
+
 pub use super::free_port;
 
 // ------------------------------------------------------------ gateway ----
@@ -146,6 +204,18 @@ impl Gateway {
     }
 
     pub fn start_with(top: &str, limits: &str) -> Gateway {
+        Gateway::start_on(free_port(), top, limits)
+    }
+
+    /// As [`Gateway::start_with`], on a port free on UDP as well, for the
+    /// tests that speak HTTP/3 to it (the QUIC listener binds the TCP
+    /// listener's port over UDP, and the gateway refuses to start without
+    /// it).
+    pub fn start_quic(top: &str, limits: &str) -> Gateway {
+        Gateway::start_on(super::h3::free_tcp_udp_port(), top, limits)
+    }
+
+    fn start_on(port: u16, top: &str, limits: &str) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki::new(
             dir.path(),
@@ -165,7 +235,6 @@ impl Gateway {
         let app = Recorder::start(Duration::ZERO);
         let secret = Recorder::start(Duration::ZERO);
         let slow = Recorder::start(Duration::from_secs(4));
-        let port = free_port();
         let admin = free_port();
         let dead = free_port();
         std::fs::create_dir(dir.path().join("policy")).unwrap();
@@ -299,6 +368,19 @@ upstream = "http://127.0.0.1:{dead}"
         bytes: &[u8],
         wait: Duration,
     ) -> Vec<u8> {
+        self.raw_tls_sni(cert, Some(sni), alpn, bytes, wait)
+    }
+
+    /// As [`Gateway::raw_tls`]; `sni: None` sends no server name at all
+    /// (`-noservername`).
+    pub fn raw_tls_sni(
+        &self,
+        cert: Option<&str>,
+        sni: Option<&str>,
+        alpn: &str,
+        bytes: &[u8],
+        wait: Duration,
+    ) -> Vec<u8> {
         let mut c = Command::new("openssl");
         c.args([
             "s_client",
@@ -307,9 +389,13 @@ upstream = "http://127.0.0.1:{dead}"
             "-verify_quiet",
             "-connect",
         ])
-        .arg(format!("127.0.0.1:{}", self.port))
-        .args(["-servername", sni, "-alpn", alpn, "-CAfile"])
-        .arg(self.path("root.pem"));
+        .arg(format!("127.0.0.1:{}", self.port));
+        match sni {
+            Some(sni) => c.args(["-servername", sni]),
+            None => c.arg("-noservername"),
+        };
+        c.args(["-alpn", alpn, "-CAfile"])
+            .arg(self.path("root.pem"));
         if let Some(name) = cert {
             c.arg("-cert")
                 .arg(self.path(&format!("{name}.pem")))
@@ -433,6 +519,78 @@ impl Gateway {
         }
         v
     }
+}
+
+impl Gateway {
+    /// Replaces the policy with `text` and waits until the gateway has
+    /// loaded it (its policy reload counter moves).
+    pub fn reload_policy(&self, text: &str) {
+        let counter = "ward_gateway_reloads_total{part=\"policy\"}";
+        let before = self.metric(counter);
+        let tmp = self.path("policy/.main.json.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(tmp, self.path("policy/main.json")).unwrap();
+        self.sighup();
+        wait_until("the new policy", 15, || self.metric(counter) > before);
+    }
+
+    /// Hand-made HTTP/3 requests (`tests/clients/h3_attack.py`, aioquic),
+    /// one QUIC connection each, with SNI `sni`: every case is
+    /// `{"headers": [[name, value], ...], "data": optional body}`, sent
+    /// exactly as given. Returns one `{status, headers, body, error}` per
+    /// case (`status` null when no response came). The gateway's
+    /// certificate is verified for SNI `app.test`; any other SNI is an
+    /// attacker's choice the certificate need not cover, so it is not
+    /// verified then.
+    pub fn raw_h3(
+        &self,
+        cert: Option<&str>,
+        sni: &str,
+        cases: &[serde_json::Value],
+    ) -> Vec<serde_json::Value> {
+        let file = self.path("h3-cases.json");
+        std::fs::write(&file, serde_json::to_vec(cases).unwrap()).unwrap();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/h3_attack.py");
+        let mut c = Command::new("python3");
+        c.arg(script)
+            .arg(&file)
+            .args(["--port", &self.port.to_string(), "--sni", sni, "--ca"])
+            .arg(self.path("root.pem"));
+        if sni != "app.test" {
+            c.arg("--no-verify");
+        }
+        if let Some(name) = cert {
+            c.arg("--cert")
+                .arg(self.path(&format!("{name}.pem")))
+                .arg("--key")
+                .arg(self.path(&format!("{name}.key")));
+        }
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "h3_attack.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let results: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(results.len(), cases.len(), "{results:?}");
+        results
+    }
+}
+
+/// An HTTP/3 request head for [`Gateway::raw_h3`]: the four pseudo-headers
+/// of a GET, then `extra`, in that order.
+pub fn h3_get(authority: &str, path: &str, extra: &[(&str, &str)]) -> serde_json::Value {
+    let mut headers = vec![
+        [":method", "GET"],
+        [":scheme", "https"],
+        [":authority", authority],
+        [":path", path],
+    ];
+    headers.extend(extra.iter().map(|(k, v)| [*k, *v]));
+    serde_json::json!({ "headers": headers })
 }
 
 pub fn status_of(text: &str) -> u16 {
