@@ -62,6 +62,21 @@ impl Signer {
         json!({ "keys": [self.jwk] })
     }
 
+    /// [`Signer::assert`] as the `x-ward-assertion` header value, made once
+    /// per signature and then shared by every request that reuses it.
+    pub fn assert_header(
+        &self,
+        identity: &Identity,
+        groups: &[String],
+        route: &str,
+        now: i64,
+        ttl_secs: u64,
+    ) -> Result<http::HeaderValue, Error> {
+        let token = self.assert(identity, groups, route, now, ttl_secs)?;
+        http::HeaderValue::try_from(token)
+            .map_err(|_| Error::Crypto("a signed assertion is not a valid header value"))
+    }
+
     /// Signs an assertion for `identity` on `route`, valid `ttl_secs` from
     /// `now` (Unix seconds).
     pub fn assert(

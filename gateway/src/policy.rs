@@ -61,26 +61,9 @@ impl Policy {
         resource: &str,
         context: &Context,
     ) -> Verdict {
-        let mut ctx = ward_policy::Context::new();
-        for (k, v) in context {
-            match v {
-                serde_json::Value::String(s) => {
-                    ctx.insert(k, s.clone());
-                }
-                serde_json::Value::Array(items) => {
-                    ctx.set(
-                        k,
-                        items
-                            .iter()
-                            .filter_map(|i| i.as_str().map(str::to_string))
-                            .collect(),
-                    );
-                }
-                other => {
-                    ctx.insert(k, other.to_string());
-                }
-            }
-        }
+        // The connection's keys are shared, in ward-policy's form already;
+        // only the request's own keys are converted here.
+        let ctx = context.to_policy();
         let req = Request {
             principal: principal(identity),
             action: action.to_string(),

@@ -366,6 +366,17 @@ async fn drain_unforwarded(mut body: RequestBody) {
     .await;
 }
 
+// Header names set on proxied requests, parsed once here instead of from a
+// string at each insert.
+const X_WARD_IDENTITY: HeaderName = HeaderName::from_static("x-ward-identity");
+const X_WARD_ASSERTION: HeaderName = HeaderName::from_static("x-ward-assertion");
+const X_WARD_DECISION_ID: HeaderName = HeaderName::from_static("x-ward-decision-id");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
 async fn handle_inner(
     shared: &Shared,
     conn: &Arc<ConnInfo>,
@@ -422,8 +433,8 @@ async fn handle_inner(
         state.candidates.get(&name).map(|p| p.as_ref()),
         Question {
             route: &name,
-            action: standing.action.clone(),
-            resource: standing.resource.clone(),
+            action: standing.action.as_str(),
+            resource: standing.resource.as_str(),
             context: &standing.context,
             kind: "request",
         },
@@ -436,7 +447,7 @@ async fn handle_inner(
             json!({"error": "denied by policy", "decision_id": outcome.id, "route": name}),
         );
         if let Some(id) = decision_id {
-            resp.headers_mut().insert("x-ward-decision-id", id);
+            resp.headers_mut().insert(X_WARD_DECISION_ID, id);
         }
         return (resp, Some((name, "deny")));
     }
@@ -445,7 +456,7 @@ async fn handle_inner(
     let signed = streams.assertion(&name, state.generation, now.unix_timestamp(), ttl, || {
         shared
             .signer
-            .assert(&conn.identity, &groups, &name, now.unix_timestamp(), ttl)
+            .assert_header(&conn.identity, &groups, &name, now.unix_timestamp(), ttl)
     });
     let assertion = match signed {
         Ok(a) => a,
@@ -466,8 +477,8 @@ async fn handle_inner(
     let path_and_query = req
         .uri()
         .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "/".into());
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
     // The connector dials the route's upstream; the URI keeps the client's
     // authority for HTTP/2's `:authority`.
     let uri = Uri::builder()
@@ -506,28 +517,21 @@ async fn handle_inner(
         headers.insert(header::HOST, h);
     }
     if let Ok(v) = HeaderValue::from_str(conn.identity.principal()) {
-        headers.insert("x-ward-identity", v);
+        headers.insert(X_WARD_IDENTITY, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&assertion) {
-        headers.insert("x-ward-assertion", v);
-    }
+    headers.insert(X_WARD_ASSERTION, assertion);
     if let Some(id) = decision_id.clone() {
-        headers.insert("x-ward-decision-id", id);
+        headers.insert(X_WARD_DECISION_ID, id);
     }
     // Forwarding headers from the client are not trusted: the gateway is
     // the client's first hop, so it states the address itself.
-    for h in [
-        "forwarded",
-        "x-real-ip",
-        "x-forwarded-host",
-        "x-forwarded-proto",
-    ] {
+    for h in [FORWARDED, X_REAL_IP, X_FORWARDED_HOST] {
         headers.remove(h);
     }
     if let Ok(v) = HeaderValue::from_str(&conn.peer.ip().to_string()) {
-        headers.insert("x-forwarded-for", v);
+        headers.insert(X_FORWARDED_FOR, v);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
     if route.config.forward_client_cert
         && let Some(leaf) = conn.chain.first()
     {
@@ -558,7 +562,6 @@ async fn handle_inner(
     }
 
     let timeout = Duration::from_secs(shared.config.limits.upstream_timeout_secs);
-    let upstream = route.upstream.to_string();
     match tokio::time::timeout(timeout, route.client.request(req)).await {
         Ok(Ok(mut resp)) => {
             let (guard, kill) = streams.register(standing);
@@ -575,19 +578,19 @@ async fn handle_inner(
                 ));
                 let mut resp = resp.map(|_| empty());
                 if let Some(id) = decision_id {
-                    resp.headers_mut().insert("x-ward-decision-id", id);
+                    resp.headers_mut().insert(X_WARD_DECISION_ID, id);
                 }
                 return (resp, Some((name, "allow")));
             }
             let mut resp = resp.map(|b| Guarded::new(b, kill, guard).boxed());
             strip_hop_by_hop(resp.headers_mut());
             if let Some(id) = decision_id {
-                resp.headers_mut().insert("x-ward-decision-id", id);
+                resp.headers_mut().insert(X_WARD_DECISION_ID, id);
             }
             (resp, Some((name, "allow")))
         }
         Ok(Err(e)) => {
-            tracing::warn!(route = %name, %upstream, error = %e, "upstream failed");
+            tracing::warn!(route = %name, upstream = %route.upstream, error = %e, "upstream failed");
             let detail = if e.is_connect() {
                 "cannot connect to the upstream"
             } else {

@@ -60,12 +60,13 @@ struct CachedBase {
     context: Context,
 }
 
-/// A signed assertion and what it was signed for.
+/// A signed assertion and what it was signed for. Kept as the header
+/// value it is sent as: cloning one shares its bytes.
 #[derive(Debug, Clone)]
 struct CachedAssertion {
     generation: u64,
     issued_at: i64,
-    token: String,
+    token: http::HeaderValue,
 }
 
 /// Removes a stream from the registry when it ends.
@@ -118,8 +119,8 @@ impl OpenStreams {
         generation: u64,
         now: i64,
         ttl_secs: u64,
-        sign: impl FnOnce() -> Result<String, E>,
-    ) -> Result<String, E> {
+        sign: impl FnOnce() -> Result<http::HeaderValue, E>,
+    ) -> Result<http::HeaderValue, E> {
         let half = i64::try_from(ttl_secs / 2).unwrap_or(0);
         if let Ok(cache) = self.assertions.lock()
             && let Some(c) = cache.get(route)
@@ -146,8 +147,9 @@ impl OpenStreams {
     /// The connection's groups and its context keys for a request at
     /// `now`. Everything but `ward:CurrentTime` is the same for every
     /// request of a connection under one policy generation (peer, TLS
-    /// version, certificate, groups), so it is built once per generation
-    /// instead of formatted again per request; the time is always fresh.
+    /// version, certificate, groups), so it is built once per generation,
+    /// ward-policy's form of it included, and shared by every request's
+    /// context (no copy); the time is always fresh.
     pub fn base_context(
         &self,
         conn: &ConnInfo,
@@ -158,18 +160,19 @@ impl OpenStreams {
         let cached = self.base.lock().ok().and_then(|b| {
             b.as_ref()
                 .filter(|b| b.generation == generation)
-                .map(|b| (b.groups.clone(), b.context.clone()))
+                .map(|b| (b.groups.clone(), b.context.layer()))
         });
         let (groups, mut context) = match cached {
             Some(hit) => hit,
             None => {
                 let groups = Arc::new(policy.groups_of(&conn.identity));
-                let context = crate::decide::base_context(conn, &groups, now);
+                let base = crate::decide::base_context(conn, &groups, now);
+                let context = base.layer();
                 if let Ok(mut b) = self.base.lock() {
                     *b = Some(CachedBase {
                         generation,
                         groups: groups.clone(),
-                        context: context.clone(),
+                        context: base,
                     });
                 }
                 (groups, context)
@@ -222,8 +225,10 @@ pub fn decide_again(shared: &Shared, conn: &ConnInfo, s: &Standing) -> bool {
     let state = shared.current();
     let groups = state.policy.groups_of(&conn.identity);
     let mut context = crate::decide::base_context(conn, &groups, OffsetDateTime::now_utc());
-    for (k, v) in &s.context {
-        context.entry(k.clone()).or_insert_with(|| v.clone());
+    for (k, v) in s.context.iter() {
+        if context.get(k).is_none() {
+            context.insert(k, v.clone());
+        }
     }
     shared
         .decider
@@ -233,8 +238,8 @@ pub fn decide_again(shared: &Shared, conn: &ConnInfo, s: &Standing) -> bool {
             state.candidates.get(&s.route).map(|p| p.as_ref()),
             Question {
                 route: &s.route,
-                action: s.action.clone(),
-                resource: s.resource.clone(),
+                action: s.action.as_str(),
+                resource: s.resource.as_str(),
                 context: &context,
                 kind: "recheck",
             },
@@ -330,6 +335,46 @@ mod tests {
     }
 
     #[test]
+    fn the_cached_base_keeps_no_request_keys_and_a_fresh_time() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("groups.json"),
+            r#"{"Groups": {"ops": ["spiffe://corp.example/user/alice"]}}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("p.json"),
+            r#"{"Version": "2026-11-01", "Statement": [{"Effect": "Allow",
+                "Principal": "*", "Action": "http:GET", "Resource": "*"}]}"#,
+        )
+        .unwrap();
+        let policy = crate::policy::Policy::load_dir(dir.path()).unwrap();
+        let conn = crate::decide::tests::conn();
+        let streams = OpenStreams::default();
+        let t0 = OffsetDateTime::UNIX_EPOCH;
+        let (groups, mut first) = streams.base_context(&conn, &policy, 1, t0);
+        assert_eq!(*groups, ["ops"]);
+        crate::decide::add_http_context(
+            &mut first,
+            "GET",
+            "a.test",
+            "/one",
+            &http::HeaderMap::new(),
+        );
+        let t1 = t0 + time::Duration::seconds(5);
+        let (_, second) = streams.base_context(&conn, &policy, 1, t1);
+        assert_eq!(first["ward:Path"], "/one");
+        assert_eq!(second["ward:Path"], serde_json::Value::Null);
+        assert_eq!(second["ward:CurrentTime"], "1970-01-01T00:00:05Z");
+        assert_eq!(first["ward:CurrentTime"], "1970-01-01T00:00:00Z");
+        assert_eq!(second["ward:PrincipalGroups"], serde_json::json!(["ops"]));
+        assert_eq!(
+            second.to_policy().get("ward:currenttime").unwrap(),
+            ["1970-01-01T00:00:05Z"]
+        );
+    }
+
+    #[test]
     fn assertions_are_reused_until_half_their_life_or_a_reload() {
         let streams = OpenStreams::default();
         let signed = AtomicU64::new(0);
@@ -337,7 +382,9 @@ mod tests {
             streams
                 .assertion(route, generation, now, 300, || {
                     signed.fetch_add(1, Ordering::Relaxed);
-                    Ok::<_, ()>(format!("{route}-{generation}-{now}"))
+                    Ok::<_, ()>(
+                        http::HeaderValue::try_from(format!("{route}-{generation}-{now}")).unwrap(),
+                    )
                 })
                 .unwrap()
         };
