@@ -41,8 +41,9 @@ impl Drop for Gateway {
 impl Gateway {
     /// A gateway with the intermediate's CRL and the root's CRL (revoking
     /// the intermediate when `inter_revoked`) in `crls`, one HTTP route
-    /// `app` and a policy that lets `client` GET it.
-    fn start(inter_revoked: bool) -> Gateway {
+    /// `app` and a policy that lets `client` GET it. The trust bundle is the
+    /// root, plus the intermediate with `inter_in_bundle`.
+    fn start(inter_revoked: bool, inter_in_bundle: bool) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let (pki, root, inter_serial) = Pki::new_with_root(
             dir.path(),
@@ -55,6 +56,15 @@ impl Gateway {
             ],
         );
         pki.issue("client", &Leaf::client(CLIENT), false);
+        std::fs::write(
+            dir.path().join("bundle.pem"),
+            if inter_in_bundle {
+                root.pem() + &pki.inter.pem()
+            } else {
+                root.pem()
+            },
+        )
+        .unwrap();
         let upstream = Upstream::start();
         let port = free_tcp_udp_port();
         let admin = free_port();
@@ -65,7 +75,7 @@ impl Gateway {
 listen = "127.0.0.1:{port}"
 admin_listen = "127.0.0.1:{admin}"
 trust_domain = "{TD}"
-trust_bundle = "root.pem"
+trust_bundle = "bundle.pem"
 cert = "server.pem"
 key = "server.key"
 crls = ["inter.crl", "root.crl"]
@@ -210,7 +220,7 @@ fn wait_exit(child: &mut Child, limit: Duration) -> bool {
 
 #[test]
 fn a_client_under_a_revoked_intermediate_is_refused_until_the_root_lifts_it() {
-    let gw = Gateway::start(true);
+    let gw = Gateway::start(true, false);
     let revoked = "ward_gateway_handshakes_total{reason=\"revoked\",result=\"failed\"}";
 
     // The leaf itself is on no CRL; only its intermediate is, on the root's.
@@ -280,4 +290,26 @@ fn a_client_under_a_revoked_intermediate_is_refused_until_the_root_lifts_it() {
     });
     let out = gw.get("/hello");
     assert_eq!(code(&out), "000", "a new handshake got through");
+}
+
+/// An intermediate in the trust bundle is a trust anchor, beyond the reach
+/// of its root's CRL: the gateway says so in its log rather than let the
+/// operator believe the revocation works.
+#[test]
+fn an_intermediate_in_the_trust_bundle_is_reported_as_never_checked() {
+    let gw = Gateway::start(true, true);
+    let log = gw.log();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("never checked for revocation"))
+        .unwrap_or_else(|| panic!("no warning about the intermediate:\n{log}"));
+    assert!(
+        warning.contains("WARN") && warning.contains("ward test issuing"),
+        "{warning}"
+    );
+    assert_eq!(
+        log.matches("never checked for revocation").count(),
+        1,
+        "only the intermediate is reported, not the root:\n{log}"
+    );
 }

@@ -248,9 +248,16 @@ pub fn files_hash(config: &Config) -> [u8; 32] {
 impl TlsMaterial {
     /// Reads the trust bundle, CRLs, certificate and key named in `config`.
     pub fn load(config: &Config) -> Result<TlsMaterial, Error> {
-        let store = Arc::new(read_roots("trust bundle", &config.trust_bundle)?);
+        let bundle = read_certs("trust bundle", &config.trust_bundle)?;
+        if !config.crls.is_empty() {
+            warn_unrevocable_anchors(&config.trust_bundle, &bundle);
+        }
+        let store = Arc::new(roots("trust bundle", &config.trust_bundle, bundle)?);
         let upstream_roots = match &config.upstream_ca {
-            Some(path) => Arc::new(read_roots("upstream CA bundle", path)?),
+            Some(path) => {
+                let what = "upstream CA bundle";
+                Arc::new(roots(what, path, read_certs(what, path)?)?)
+            }
             None => store.clone(),
         };
         let mut crls = Vec::new();
@@ -334,9 +341,13 @@ impl TlsMaterial {
     }
 }
 
-fn read_roots(what: &'static str, path: &Path) -> Result<RootCertStore, Error> {
+fn roots(
+    what: &'static str,
+    path: &Path,
+    certs: Vec<CertificateDer<'static>>,
+) -> Result<RootCertStore, Error> {
     let mut store = RootCertStore::empty();
-    for root in read_certs(what, path)? {
+    for root in certs {
         store.add(root).map_err(|e| Error::Pem {
             what,
             path: path.to_path_buf(),
@@ -344,6 +355,25 @@ fn read_roots(what: &'static str, path: &Path) -> Result<RootCertStore, Error> {
         })?;
     }
     Ok(store)
+}
+
+/// An intermediate in the trust bundle is a trust anchor, so the CRL of
+/// its parent is never consulted for it: an operator who revokes it there
+/// would believe it revoked. Said at every load, as the bundle may change.
+fn warn_unrevocable_anchors(bundle: &Path, certs: &[CertificateDer<'_>]) {
+    for der in certs {
+        if let Ok((_, cert)) = x509_parser::parse_x509_certificate(der)
+            && cert.subject().as_raw() != cert.issuer().as_raw()
+        {
+            tracing::warn!(
+                bundle = %bundle.display(),
+                subject = %cert.subject(),
+                issuer = %cert.issuer(),
+                "the trust bundle holds a certificate that is not a root; as a trust anchor \
+                 it is never checked for revocation: keep only roots in the trust bundle"
+            );
+        }
+    }
 }
 
 fn read_certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
