@@ -171,10 +171,16 @@ fn h3_path_tricks_are_refused_or_forwarded_exactly_as_decided() {
     want.sort();
     assert_eq!(got, want, "upstream targets vs forwarded tricks");
     assert!(gw.secret.targets().is_empty(), "{:?}", gw.secret.targets());
-    let no_response = results.iter().filter(|r| status(r).is_none()).count();
+    let no_response: Vec<String> = tricks
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| status(r).is_none())
+        .map(|(t, r)| format!("{} ({})", String::from_utf8_lossy(t), r["error"]))
+        .collect();
     eprintln!(
-        "h3 path tricks: {} tried, {refused_n} refused ({no_response} without a response), {} forwarded unchanged: {forwarded:?}",
+        "h3 path tricks: {} tried, {refused_n} refused ({} without a response: {no_response:?}), {} forwarded unchanged: {forwarded:?}",
         tricks.len(),
+        no_response.len(),
         forwarded.len()
     );
     // The plain admin path is denied, a plain allowed path goes through.
@@ -254,8 +260,23 @@ fn h3_authority_of_another_route_never_reaches_it() {
     eprintln!(
         "h3 authority: {} tried, all refused ({:?}), 0 reached secret",
         cases.len(),
-        results.iter().map(status).collect::<Vec<_>>()
+        results
+            .iter()
+            .map(|r| status(r).map_or_else(|| r["error"].to_string(), |s| s.to_string()))
+            .collect::<Vec<_>>()
     );
+    // Which route each refused request was decided on.
+    let routes: Vec<(String, String)> = gw
+        .decisions()
+        .iter()
+        .map(|d| {
+            (
+                d["context"]["ward:Path"].to_string(),
+                d["route"].to_string(),
+            )
+        })
+        .collect();
+    eprintln!("h3 authority decisions (path, route): {routes:?}");
 }
 
 /// Client-supplied identity headers over HTTP/3 are replaced by the
