@@ -397,6 +397,40 @@ fn oversized_and_too_many_headers_are_refused() {
         Duration::from_secs(3),
     );
     assert!(gw.app.targets().is_empty(), "{:?}", gw.app.targets());
+    // Many short HTTP/2 headers: under the byte limit, over the count
+    // limit. hyper's HTTP/2 server bounds only the bytes, so the gateway
+    // counts them itself (as it does for HTTP/3).
+    let mut many_h2 = vec![
+        (":method".to_string(), "GET".to_string()),
+        (":scheme".to_string(), "https".to_string()),
+        (":authority".to_string(), "app.test".to_string()),
+        (":path".to_string(), "/v1/h2many".to_string()),
+    ];
+    for i in 0..200 {
+        many_h2.push((format!("x-h{i}"), "v".to_string()));
+    }
+    let refs: Vec<(&str, &str)> = many_h2
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let mut h2 = H2_PREFACE.to_vec();
+    h2.extend(h2_frame(4, 0, 0, &[]));
+    h2.extend(h2_frame(1, 0x5, 1, &hpack(&refs)));
+    let answer = gw.raw_tls(
+        Some("client"),
+        "app.test",
+        "h2",
+        &h2,
+        Duration::from_secs(3),
+    );
+    assert!(gw.app.targets().is_empty(), "{:?}", gw.app.targets());
+    // The refusal is a 431 on the stream (HPACK-encoded ":status: 431" is
+    // not literal text, so look for the JSON body the gateway sends).
+    assert!(
+        String::from_utf8_lossy(&answer).contains("too many header fields"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
     assert_eq!(gw.status(Some("client"), "app.test", "/v1/after"), 200);
 }
 

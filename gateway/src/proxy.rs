@@ -302,6 +302,23 @@ where
     let req = req.map(|b| b.map_err(Into::into).boxed_unsync());
     let grpc = crate::grpc::content_type(&req);
     let (resp, route) = match crate::extended_connect::translate(req) {
+        // hyper bounds the number of header fields for HTTP/1.1 only; its
+        // HTTP/2 server (like h3) bounds just their bytes, so 200 tiny
+        // headers would reach the upstream. Counted here for every
+        // transport, before anything reads the headers.
+        Translated::Plain(req) | Translated::WebSocket(req, _)
+            if req.headers().len() > shared.config.limits.max_headers =>
+        {
+            shared.metrics.limited.with_label_values(&["headers"]).inc();
+            drain_unforwarded(req.into_body()).await;
+            (
+                text(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    json!({"error": "too many header fields", "limit": shared.config.limits.max_headers}),
+                ),
+                None,
+            )
+        }
         Translated::Plain(req) => handle_inner(&shared, &conn, &streams, req).await,
         Translated::WebSocket(req, key) => {
             let (resp, route) = handle_inner(&shared, &conn, &streams, req).await;
