@@ -1,12 +1,23 @@
-//! Pieces shared by every harness that runs a real `ward gateway run`
-//! process: reading a request head in test upstreams, the admin listener
-//! (readiness, metrics), the decision log, and signals to the process.
+//! The one harness for tests that run a real `ward gateway run` process
+//! ([`TestGateway`]), and the pieces it is made of: reading a request head
+//! in test upstreams, the admin listener (readiness, metrics), the decision
+//! log, and signals to the process.
+//!
+//! Every gateway test file used to carry its own copy of the start-up
+//! (config header, policy, spawn, readiness loop) and of the thin methods
+//! on top; what really differs between them (ports, log level, trust bundle,
+//! CRLs, reload polling) is a [`GatewayBuilder`] option here instead.
+
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::Path;
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use super::free_port;
+use super::pki::{Pki, TD};
 
 /// Reads an HTTP/1.x request head up to the blank line (at most 1000
 /// lines); `None` on EOF, error or an endless head.
@@ -99,4 +110,316 @@ pub fn spawn(dir: &Path, log_level: &str, append_log: bool) -> Child {
         .stderr(stderr)
         .spawn()
         .unwrap()
+}
+
+/// A port free on both TCP and UDP at 127.0.0.1, for a gateway that serves
+/// HTTP/3 (its QUIC listener binds the TCP listener's port over UDP, and it
+/// refuses to start without it): bind TCP to port 0, then UDP to the same
+/// port; retry on conflict.
+pub fn free_tcp_udp_port() -> u16 {
+    for _ in 0..50 {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free on both TCP and UDP after 50 tries");
+}
+
+// ----------------------------------------------------------- harness ----
+
+/// How a [`TestGateway`] is set up before it starts. The config it writes
+/// begins with the keys every test gateway has (listeners, trust domain,
+/// `root.pem`/`server.pem`/`server.key` from the [`Pki`], `inter.crl`,
+/// `policy/`, `decisions.jsonl`), each changeable here; the test's own
+/// fragment (more top-level keys, `[limits]`, routes) follows.
+pub struct GatewayBuilder {
+    dir: tempfile::TempDir,
+    pki: Pki,
+    policy: String,
+    port: u16,
+    admin: u16,
+    trust_bundle: String,
+    crls: Vec<String>,
+    decision_log: bool,
+    reload_poll_secs: Option<u64>,
+    log_level: String,
+    append_log: bool,
+    ready_within: Duration,
+}
+
+impl GatewayBuilder {
+    /// The gateway's TLS port (chosen when the builder was made), for a
+    /// config fragment or an upstream that must know it in advance.
+    pub fn listen_port(&self) -> u16 {
+        self.port
+    }
+
+    /// Listens on `port` instead of a free TCP port.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Listens on a port free on UDP as well ([`free_tcp_udp_port`]), for
+    /// the tests that speak HTTP/3 to it.
+    pub fn quic(self) -> Self {
+        self.port(free_tcp_udp_port())
+    }
+
+    /// `trust_bundle` file in the directory (default `root.pem`).
+    pub fn trust_bundle(mut self, file: &str) -> Self {
+        self.trust_bundle = file.into();
+        self
+    }
+
+    /// `crls` files in the directory (default `["inter.crl"]`).
+    pub fn crls(mut self, files: &[&str]) -> Self {
+        self.crls = files.iter().map(|f| (*f).to_string()).collect();
+        self
+    }
+
+    /// Leaves `decision_log` out of the header, for a fragment that sets
+    /// its own.
+    pub fn without_decision_log(mut self) -> Self {
+        self.decision_log = false;
+        self
+    }
+
+    /// `reload_poll_secs` (unset by default: no file polling).
+    pub fn reload_poll_secs(mut self, secs: u64) -> Self {
+        self.reload_poll_secs = Some(secs);
+        self
+    }
+
+    /// `--log-level` (default `info,ward_gateway=debug`).
+    pub fn log_level(mut self, level: &str) -> Self {
+        self.log_level = level.into();
+        self
+    }
+
+    /// Appends to `gateway.log` on every (re)start instead of truncating
+    /// it, so that a restarted gateway's log still shows the first run.
+    pub fn append_log(mut self) -> Self {
+        self.append_log = true;
+        self
+    }
+
+    /// How long to wait for `/readyz` (default 30 s).
+    pub fn ready_within(mut self, limit: Duration) -> Self {
+        self.ready_within = limit;
+        self
+    }
+
+    /// Writes the config (header, then `fragment`) and the policy, starts
+    /// the process and waits until it is ready; panics with its log if it
+    /// exits or is not ready in time.
+    pub fn start(self, fragment: &str) -> TestGateway {
+        let mut gw = self.write(fragment);
+        gw.spawn();
+        gw
+    }
+
+    /// As [`GatewayBuilder::start`], handing back the log instead of
+    /// panicking, for a caller that retries (a port free when chosen may be
+    /// taken before the gateway binds it).
+    pub fn try_start(self, fragment: &str) -> Result<TestGateway, String> {
+        let mut gw = self.write(fragment);
+        gw.try_spawn()?;
+        Ok(gw)
+    }
+
+    fn write(self, fragment: &str) -> TestGateway {
+        let dir = self.dir.path();
+        std::fs::create_dir_all(dir.join("policy")).unwrap();
+        std::fs::write(dir.join("policy/main.json"), &self.policy).unwrap();
+        let mut config = format!(
+            r#"
+listen = "127.0.0.1:{port}"
+admin_listen = "127.0.0.1:{admin}"
+trust_domain = "{TD}"
+trust_bundle = "{bundle}"
+cert = "server.pem"
+key = "server.key"
+crls = {crls:?}
+policy_dir = "policy"
+"#,
+            port = self.port,
+            admin = self.admin,
+            bundle = self.trust_bundle,
+            crls = self.crls,
+        );
+        if self.decision_log {
+            config.push_str("decision_log = \"decisions.jsonl\"\n");
+        }
+        if let Some(secs) = self.reload_poll_secs {
+            config.push_str(&format!("reload_poll_secs = {secs}\n"));
+        }
+        config.push_str(fragment);
+        std::fs::write(dir.join("gateway.toml"), config).unwrap();
+        TestGateway {
+            child: None,
+            dir: self.dir,
+            pki: self.pki,
+            port: self.port,
+            admin: self.admin,
+            log_level: self.log_level,
+            append_log: self.append_log,
+            ready_within: self.ready_within,
+        }
+    }
+}
+
+/// A running `ward gateway run` process on its own directory (config,
+/// policy, certificates, `gateway.log`, `decisions.jsonl`), killed on drop.
+pub struct TestGateway {
+    /// The process; `None` only between a kill and the next [`TestGateway::spawn`].
+    pub child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub pki: Pki,
+    pub port: u16,
+    pub admin: u16,
+    log_level: String,
+    append_log: bool,
+    ready_within: Duration,
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl TestGateway {
+    /// A gateway on `dir` (where `pki` wrote its files) under `policy`,
+    /// with the defaults of [`GatewayBuilder`]; free ports are chosen now.
+    pub fn builder(dir: tempfile::TempDir, pki: Pki, policy: &str) -> GatewayBuilder {
+        GatewayBuilder {
+            dir,
+            pki,
+            policy: policy.into(),
+            port: free_port(),
+            admin: free_port(),
+            trust_bundle: "root.pem".into(),
+            crls: vec!["inter.crl".into()],
+            decision_log: true,
+            reload_poll_secs: None,
+            log_level: "info,ward_gateway=debug".into(),
+            append_log: false,
+            ready_within: Duration::from_secs(30),
+        }
+    }
+
+    /// (Re)starts the process on the same ports and files and waits until
+    /// it is ready; panics with its log otherwise.
+    pub fn spawn(&mut self) {
+        if let Err(log) = self.try_spawn() {
+            panic!("{log}");
+        }
+    }
+
+    /// As [`TestGateway::spawn`]; `Err` holds why, with the log.
+    pub fn try_spawn(&mut self) -> Result<(), String> {
+        self.kill();
+        self.child = Some(spawn(self.dir.path(), &self.log_level, self.append_log));
+        let deadline = Instant::now() + self.ready_within;
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                return Err(format!("gateway exited with {status}:\n{}", self.log()));
+            }
+            if self.admin_get("/readyz").0 == 200 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "gateway not ready in {:?}:\n{}",
+                    self.ready_within,
+                    self.log()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGKILL and reap, if running.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Is the process still running?
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.path("gateway.log")).unwrap_or_default()
+    }
+
+    pub fn decisions(&self) -> Vec<serde_json::Value> {
+        decisions(&self.path("decisions.jsonl"))
+    }
+
+    /// Plain HTTP/1.0 GET on the admin listener: (status, body).
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        admin_get(self.admin, path)
+    }
+
+    /// The value of one metric sample (0 if absent).
+    pub fn metric(&self, name_and_labels: &str) -> f64 {
+        metric(self.admin, name_and_labels)
+    }
+
+    pub fn signal(&self, sig: &str) {
+        signal(self.pid(), sig);
+    }
+
+    pub fn sighup(&self) {
+        self.signal("HUP");
+    }
+
+    /// SIGTERM, then waits up to `limit` for the process to exit; `true`
+    /// if it did.
+    pub fn terminate_within(&mut self, limit: Duration) -> bool {
+        self.signal("TERM");
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.child.as_mut().unwrap().try_wait().unwrap().is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// Replaces the policy (atomically: the gateway may poll) and sends
+    /// SIGHUP, without waiting for the reload.
+    pub fn write_policy(&self, text: &str) {
+        let tmp = self.path("policy/.main.json.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(tmp, self.path("policy/main.json")).unwrap();
+        self.sighup();
+    }
+
+    /// As [`TestGateway::write_policy`], then waits until the gateway has
+    /// loaded it (its policy reload counter moves).
+    pub fn reload_policy(&self, text: &str) {
+        let counter = "ward_gateway_reloads_total{part=\"policy\"}";
+        let before = self.metric(counter);
+        self.write_policy(text);
+        super::wait_until("the new policy", Duration::from_secs(15), || {
+            self.metric(counter) > before
+        });
+    }
 }

@@ -8,7 +8,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufReader, Read, Write};
-use std::net::{TcpListener, UdpSocket};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::sync::Arc;
@@ -89,20 +89,8 @@ impl Upstream {
     }
 }
 
-/// A port free on both TCP and UDP at 127.0.0.1: bind TCP to port 0, then
-/// UDP to the same port; retry on conflict.
-pub fn free_tcp_udp_port() -> u16 {
-    for _ in 0..50 {
-        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no port free on both TCP and UDP after 50 tries");
-}
-
 pub use super::free_port;
+pub use super::gateway::free_tcp_udp_port;
 
 pub const ALLOW_POLICY: &str = r#"{
   "Version": "2026-11-01",

@@ -104,31 +104,7 @@ impl Pki {
     /// Writes `root.pem`, the gateway's `server.pem`/`.key` (with
     /// `server_sans`) and an empty `inter.crl` into `dir`.
     pub fn new(dir: &Path, root_cn: &str, inter_cn: &str, server_sans: Vec<SanType>) -> Pki {
-        let root =
-            CertifiedIssuer::self_signed(ca_params(root_cn, None), KeyPair::generate().unwrap())
-                .unwrap();
-        let inter = CertifiedIssuer::signed_by(
-            ca_params(inter_cn, Some(0)),
-            KeyPair::generate().unwrap(),
-            &root,
-        )
-        .unwrap();
-        let other_root = CertifiedIssuer::self_signed(
-            ca_params("someone else's root", None),
-            KeyPair::generate().unwrap(),
-        )
-        .unwrap();
-        std::fs::write(dir.join("root.pem"), root.pem()).unwrap();
-        let pki = Pki {
-            dir: dir.to_path_buf(),
-            inter,
-            other_root,
-            revoked: Vec::new(),
-            server_sans,
-        };
-        pki.issue_server();
-        pki.write_crl();
-        pki
+        Pki::new_with_root(dir, root_cn, inter_cn, server_sans).0
     }
 
     /// (Re)issues the gateway's own certificate (`server.pem`/`.key`).
