@@ -8,15 +8,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::Value;
 
 mod common;
 
-use common::gateway;
-use common::pki::{CLIENT, Leaf, Pki, TD, dns};
+use common::gateway::TestGateway;
+use common::pki::{CLIENT, Leaf, Pki, dns};
 use common::{Proc, free_port};
 
 const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/grpc_peer.py");
@@ -34,18 +34,8 @@ const POLICY: &str = r#"{
 
 /// A gateway with a gRPC route to a grpcio server and one to a dead port.
 struct World {
-    dir: tempfile::TempDir,
-    gateway: Child,
-    port: u16,
-    admin: u16,
+    gw: TestGateway,
     upstream: Proc,
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        let _ = self.gateway.kill();
-        let _ = self.gateway.wait();
-    }
 }
 
 impl World {
@@ -68,21 +58,9 @@ impl World {
             )
         });
         let up: u16 = line.strip_prefix("port ").unwrap().parse().unwrap();
-        let (port, admin, dead) = (free_port(), free_port(), free_port());
-        std::fs::create_dir(dir.path().join("policy")).unwrap();
-        std::fs::write(dir.path().join("policy/main.json"), POLICY).unwrap();
-        let config = format!(
+        let dead = free_port();
+        let gw = TestGateway::builder(dir, pki, POLICY).start(&format!(
             r#"
-listen = "127.0.0.1:{port}"
-admin_listen = "127.0.0.1:{admin}"
-trust_domain = "{TD}"
-trust_bundle = "root.pem"
-cert = "server.pem"
-key = "server.key"
-crls = ["inter.crl"]
-policy_dir = "policy"
-decision_log = "decisions.jsonl"
-
 [limits]
 upstream_connect_timeout_secs = 2
 upstream_timeout_secs = 1
@@ -99,37 +77,16 @@ host = "grpcdown.test"
 upstream = "http://127.0.0.1:{dead}"
 http2 = true
 "#
-        );
-        std::fs::write(dir.path().join("gateway.toml"), config).unwrap();
-        let gateway = gateway::spawn(dir.path(), "info,ward_gateway=debug", false);
-        let mut world = World {
-            dir,
-            gateway,
-            port,
-            admin,
-            upstream,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while gateway::admin_get(world.admin, "/readyz").0 != 200 {
-            if let Some(status) = world.gateway.try_wait().unwrap() {
-                panic!("gateway exited with {status}:\n{}", world.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "gateway not ready:\n{}",
-                world.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        world
+        ));
+        World { gw, upstream }
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.gw.path(name)
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.path("gateway.log")).unwrap_or_default()
+        self.gw.log()
     }
 
     /// One call with the client certificate: the JSON that
@@ -137,7 +94,7 @@ http2 = true
     fn call(&self, authority: &str, method: &str, stream: bool, data: &str) -> Value {
         let mut c = Command::new("python3");
         c.args([PEER, "client", "--target"])
-            .arg(format!("127.0.0.1:{}", self.port))
+            .arg(format!("127.0.0.1:{}", self.gw.port))
             .args(["--authority", authority, "--ca"])
             .arg(self.path("root.pem"))
             .arg("--cert")
@@ -170,11 +127,11 @@ http2 = true
     }
 
     fn metric(&self, name_and_labels: &str) -> f64 {
-        gateway::metric(self.admin, name_and_labels)
+        self.gw.metric(name_and_labels)
     }
 
     fn decisions(&self) -> Vec<Value> {
-        gateway::decisions(&self.path("decisions.jsonl"))
+        self.gw.decisions()
     }
 }
 
