@@ -21,9 +21,9 @@ use serde_json::Value;
 
 mod common;
 
-use common::gateway::{self, read_head};
-use common::pki::{CLIENT, Leaf, Pki, TD, dns};
-use common::{free_port, wait_until};
+use common::gateway::{TestGateway, read_head};
+use common::pki::{CLIENT, Leaf, Pki, dns};
+use common::wait_until;
 
 const CLIENT_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/ws_h2_client.py");
 
@@ -157,18 +157,8 @@ fn serve_ws(s: TcpStream, seen: &Mutex<Vec<String>>) {
 // ------------------------------------------------------------ gateway ----
 
 struct World {
-    dir: tempfile::TempDir,
-    gateway: Child,
-    port: u16,
-    admin: u16,
+    gw: TestGateway,
     upstream: EchoUpstream,
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        let _ = self.gateway.kill();
-        let _ = self.gateway.wait();
-    }
 }
 
 impl World {
@@ -182,70 +172,34 @@ impl World {
         );
         pki.issue("client", &Leaf::client(CLIENT), false);
         let upstream = EchoUpstream::start();
-        let (port, admin) = (free_port(), free_port());
-        std::fs::create_dir(dir.path().join("policy")).unwrap();
-        std::fs::write(dir.path().join("policy/main.json"), ALLOW_POLICY).unwrap();
-        let config = format!(
-            r#"
-listen = "127.0.0.1:{port}"
-admin_listen = "127.0.0.1:{admin}"
-trust_domain = "{TD}"
-trust_bundle = "root.pem"
-cert = "server.pem"
-key = "server.key"
-crls = ["inter.crl"]
-policy_dir = "policy"
-decision_log = "decisions.jsonl"
-reload_poll_secs = 1
-
+        let gw = TestGateway::builder(dir, pki, ALLOW_POLICY)
+            .reload_poll_secs(1)
+            .start(&format!(
+                r#"
 [[http_routes]]
 name = "app"
 host = "app.test"
 upstream = "http://127.0.0.1:{up}"
 "#,
-            up = upstream.port
-        );
-        std::fs::write(dir.path().join("gateway.toml"), config).unwrap();
-        let gateway = gateway::spawn(dir.path(), "info,ward_gateway=debug", false);
-        let mut world = World {
-            dir,
-            gateway,
-            port,
-            admin,
-            upstream,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while gateway::admin_get(world.admin, "/readyz").0 != 200 {
-            if let Some(status) = world.gateway.try_wait().unwrap() {
-                panic!("gateway exited with {status}:\n{}", world.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "gateway not ready:\n{}",
-                world.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        world
+                up = upstream.port
+            ));
+        World { gw, upstream }
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.gw.path(name)
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.path("gateway.log")).unwrap_or_default()
+        self.gw.log()
     }
 
     fn decisions(&self) -> Vec<Value> {
-        gateway::decisions(&self.path("decisions.jsonl"))
+        self.gw.decisions()
     }
 
     fn write_policy(&self, text: &str) {
-        let tmp = self.path("policy/.main.json.tmp");
-        std::fs::write(&tmp, text).unwrap();
-        std::fs::rename(tmp, self.path("policy/main.json")).unwrap();
-        gateway::signal(self.gateway.id(), "HUP");
+        self.gw.write_policy(text);
     }
 
     /// Starts the h2 WebSocket client on `path`.
@@ -253,9 +207,9 @@ upstream = "http://127.0.0.1:{up}"
         let mut child = Command::new("python3")
             .arg(CLIENT_PY)
             .arg("--connect")
-            .arg(format!("127.0.0.1:{}", self.port))
+            .arg(format!("127.0.0.1:{}", self.gw.port))
             .arg("--authority")
-            .arg(format!("app.test:{}", self.port))
+            .arg(format!("app.test:{}", self.gw.port))
             .args(["--path", path, "--ca"])
             .arg(self.path("root.pem"))
             .arg("--cert")
@@ -481,10 +435,7 @@ fn an_open_websocket_over_http2_is_closed_when_the_policy_no_longer_allows_it() 
         .expect("the re-check decision is logged");
     assert_eq!(recheck["matched_sid"], "Lockdown");
     assert_eq!(
-        gateway::metric(
-            w.admin,
-            "ward_gateway_rechecks_closed_total{reason=\"policy\"}"
-        ),
+        w.gw.metric("ward_gateway_rechecks_closed_total{reason=\"policy\"}"),
         1.0
     );
 
