@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,27 +15,16 @@ use rcgen::{CertifiedIssuer, KeyPair, SerialNumber};
 
 mod common;
 
-use common::gateway;
-use common::h3::{ALLOW_POLICY, Upstream, free_tcp_udp_port};
-use common::pki::{CLIENT, Leaf, Pki, TD, atomic_write, crl_pem, dns, localhost_ip, uri};
-use common::{free_port, wait_until};
+use common::gateway::TestGateway;
+use common::h3::{ALLOW_POLICY, Upstream};
+use common::pki::{CLIENT, Leaf, Pki, atomic_write, crl_pem, dns, localhost_ip, uri};
+use common::wait_until;
 
 struct Gateway {
-    child: Child,
-    dir: tempfile::TempDir,
-    port: u16,
-    admin: u16,
+    gw: TestGateway,
     root: CertifiedIssuer<'static, KeyPair>,
     inter_serial: SerialNumber,
     upstream: Upstream,
-    _pki: Pki,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Gateway {
@@ -65,85 +54,53 @@ impl Gateway {
             },
         )
         .unwrap();
+        write_root_crl(dir.path(), &root, &inter_serial, inter_revoked);
         let upstream = Upstream::start();
-        let port = free_tcp_udp_port();
-        let admin = free_port();
-        std::fs::create_dir(dir.path().join("policy")).unwrap();
-        std::fs::write(dir.path().join("policy/main.json"), ALLOW_POLICY).unwrap();
-        let config = format!(
-            r#"
-listen = "127.0.0.1:{port}"
-admin_listen = "127.0.0.1:{admin}"
-trust_domain = "{TD}"
-trust_bundle = "bundle.pem"
-cert = "server.pem"
-key = "server.key"
-crls = ["inter.crl", "root.crl"]
-policy_dir = "policy"
-decision_log = "decisions.jsonl"
-reload_poll_secs = 1
-
+        let gw = TestGateway::builder(dir, pki, ALLOW_POLICY)
+            .quic()
+            .trust_bundle("bundle.pem")
+            .crls(&["inter.crl", "root.crl"])
+            .reload_poll_secs(1)
+            .start(&format!(
+                r#"
 [[http_routes]]
 name = "app"
 host = "app.test"
 upstream = "http://127.0.0.1:{up}"
 "#,
-            up = upstream.port,
-        );
-        std::fs::write(dir.path().join("gateway.toml"), config).unwrap();
-        let mut gw = Gateway {
-            child: gateway::spawn(dir.path(), "info,ward_gateway=debug", false),
-            dir,
-            port,
-            admin,
+                up = upstream.port,
+            ));
+        Gateway {
+            gw,
             root,
             inter_serial,
             upstream,
-            _pki: pki,
-        };
-        gw.write_root_crl(inter_revoked);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while gateway::admin_get(gw.admin, "/readyz").0 != 200 {
-            if let Some(status) = gw.child.try_wait().unwrap() {
-                panic!("gateway exited with {status}:\n{}", gw.log());
-            }
-            assert!(Instant::now() < deadline, "not ready:\n{}", gw.log());
-            std::thread::sleep(Duration::from_millis(100));
         }
-        gw
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.gw.path(name)
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.path("gateway.log")).unwrap_or_default()
+        self.gw.log()
     }
 
     fn metric(&self, name_and_labels: &str) -> f64 {
-        gateway::metric(self.admin, name_and_labels)
-    }
-
-    /// The root's CRL, with or without the intermediate on it.
-    fn write_root_crl(&self, inter_revoked: bool) {
-        let revoked = if inter_revoked {
-            vec![self.inter_serial.clone()]
-        } else {
-            vec![]
-        };
-        atomic_write(
-            &self.path("root.crl"),
-            crl_pem(&self.root, &revoked).as_bytes(),
-        );
+        self.gw.metric(name_and_labels)
     }
 
     /// Replaces the root's CRL and waits until the gateway has reloaded it.
     fn reload_root_crl(&self, inter_revoked: bool) {
         let reloads = "ward_gateway_reloads_total{part=\"tls\"}";
         let before = self.metric(reloads);
-        self.write_root_crl(inter_revoked);
-        gateway::signal(self.child.id(), "HUP");
+        write_root_crl(
+            self.gw.dir.path(),
+            &self.root,
+            &self.inter_serial,
+            inter_revoked,
+        );
+        self.gw.sighup();
         wait_until("TLS reload", Duration::from_secs(15), || {
             self.metric(reloads) > before
         });
@@ -155,13 +112,13 @@ upstream = "http://127.0.0.1:{up}"
         c.args(["-sS", "--cacert"])
             .arg(self.path("root.pem"))
             .arg("--resolve")
-            .arg(format!("app.test:{}:127.0.0.1", self.port))
+            .arg(format!("app.test:{}:127.0.0.1", self.gw.port))
             .arg("--cert")
             .arg(self.path("client.pem"))
             .arg("--key")
             .arg(self.path("client.key"))
             .args(extra)
-            .arg(format!("https://app.test:{}{path}", self.port));
+            .arg(format!("https://app.test:{}{path}", self.gw.port));
         c
     }
 
@@ -170,7 +127,7 @@ upstream = "http://127.0.0.1:{up}"
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/h3_client.py");
         let out = Command::new("python3")
             .arg(script)
-            .arg(format!("https://app.test:{}{path}", self.port))
+            .arg(format!("https://app.test:{}{path}", self.gw.port))
             .arg("--ca")
             .arg(self.path("root.pem"))
             .args(["--connect", "127.0.0.1", "--timeout", "10", "--cert"])
@@ -201,6 +158,21 @@ upstream = "http://127.0.0.1:{up}"
         .output()
         .unwrap()
     }
+}
+
+/// The root's CRL in `dir`, with or without the intermediate on it.
+fn write_root_crl(
+    dir: &Path,
+    root: &CertifiedIssuer<'static, KeyPair>,
+    inter_serial: &SerialNumber,
+    inter_revoked: bool,
+) {
+    let revoked = if inter_revoked {
+        vec![inter_serial.clone()]
+    } else {
+        vec![]
+    };
+    atomic_write(&dir.join("root.crl"), crl_pem(root, &revoked).as_bytes());
 }
 
 fn code(out: &Output) -> String {
