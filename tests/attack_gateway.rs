@@ -17,26 +17,6 @@ use std::time::{Duration, Instant};
 
 use common::hardening::*;
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && let Some(v) = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).to_string()
-}
-
 fn get(host: &str, target: &str) -> Vec<u8> {
     format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").into_bytes()
 }
@@ -47,34 +27,7 @@ fn get(host: &str, target: &str) -> Vec<u8> {
 #[test]
 fn path_tricks_are_refused_or_forwarded_exactly_as_decided() {
     let gw = Gateway::start("");
-    let tricks: &[&[u8]] = &[
-        b"/v1/../admin",
-        b"/v1/./../admin",
-        b"/%2e%2e/admin",
-        b"/v1/%2e%2e/admin",
-        b"/v1/%2E%2E/admin",
-        b"/v1/.%2e/admin",
-        b"/v1%2F..%2Fadmin",
-        b"/v1%2fadmin",
-        b"//admin",
-        b"/v1//../admin",
-        b"/admin;/x",
-        b"/v1/..;/admin",
-        b"/v1;/../admin",
-        b"/%61dmin",
-        b"/ADMIN",
-        b"/v1/%c0%ae%c0%ae/admin",
-        b"/v1/\xc0\xae\xc0\xae/admin",
-        b"/v1\\..\\admin",
-        b"/v1/%5c../admin",
-        b"/v1/%00/../admin",
-        b"/v1/..%00/admin",
-        b"/v1/%252e%252e/admin",
-        b"/v1/..\t/admin",
-        b"http://secret.test/x",
-        b"*",
-        b"admin",
-    ];
+    let tricks = PATH_TRICKS;
     let mut refused = 0;
     let mut forwarded = 0;
     let mut fw = Vec::new();

@@ -33,6 +33,63 @@ pub const POLICY: &str = r#"{
   ]
 }"#;
 
+/// Request targets that try to reach the denied `/admin*` of route `app`
+/// (or another route) through a path the policy might read differently
+/// from the upstream: dot segments, encoded slashes and dots, overlong
+/// UTF-8, NULs, backslashes, matrix parameters, absolute and asterisk
+/// forms. The same list runs over HTTP/1.1 (`attack_gateway.rs`) and
+/// HTTP/3 (`attack_h3_tcp.rs`), so both transports face every trick.
+pub const PATH_TRICKS: &[&[u8]] = &[
+    b"/v1/../admin",
+    b"/v1/./../admin",
+    b"/%2e%2e/admin",
+    b"/v1/%2e%2e/admin",
+    b"/v1/%2E%2E/admin",
+    b"/v1/.%2e/admin",
+    b"/v1%2F..%2Fadmin",
+    b"/v1%2fadmin",
+    b"//admin",
+    b"/v1//../admin",
+    b"/admin;/x",
+    b"/v1/..;/admin",
+    b"/v1;/../admin",
+    b"/%61dmin",
+    b"/ADMIN",
+    b"/v1/%c0%ae%c0%ae/admin",
+    b"/v1/\xc0\xae\xc0\xae/admin",
+    b"/v1\\..\\admin",
+    b"/v1/%5c../admin",
+    b"/v1/%00/../admin",
+    b"/v1/..%00/admin",
+    b"/v1/%252e%252e/admin",
+    b"/v1/..\t/admin",
+    b"http://secret.test/x",
+    b"*",
+    b"admin",
+];
+
+/// Decodes percent-escapes once (invalid ones stay as they are), as an
+/// upstream that decodes before routing would.
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).to_string()
+}
+
 // ---------------------------------------------------------- upstreams ----
 
 /// An HTTP/1.1 upstream that records every request head it receives, byte
