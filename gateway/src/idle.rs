@@ -2,20 +2,45 @@
 //! bytes last moved, so the connection loop can close keep-alive and HTTP/2
 //! connections that carry nothing (a slowloris holding sockets open after
 //! its handshake, or simply forgotten clients).
+//!
+//! The same wrapper tells [`crate::park`] when an HTTP/1.1 connection is
+//! between requests (nothing in flight, everything written and flushed,
+//! hyper waiting for bytes), which is when hyper's buffers can be dropped,
+//! and replays the bytes hyper had read but not used when a parked
+//! connection resumes.
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// When bytes last moved, in milliseconds since `start`.
+/// `head_from_ms` when no request head is being read.
+const NO_HEAD: u64 = u64::MAX;
+
+/// What the connection's I/O and its requests have been doing. Shared
+/// (atomics) because request and response bodies may end in other tasks
+/// (the upstream client holds the request body).
 #[derive(Debug)]
 pub struct Activity {
     start: Instant,
     last_ms: AtomicU64,
+    /// Requests whose request body or response body is still alive, as
+    /// started and finished counts: `finished` doubles as an epoch that
+    /// tells whether one ended while hyper was being polled.
+    started: AtomicU64,
+    finished: AtomicU64,
+    /// When the first byte of a request head not yet complete was read.
+    head_from_ms: AtomicU64,
+    /// The last read returned `Pending`: hyper is waiting for bytes.
+    read_pending: AtomicBool,
+    /// Something was written since the last successful flush.
+    dirty: AtomicBool,
+    /// hyper started closing the connection.
+    shutting_down: AtomicBool,
 }
 
 impl Activity {
@@ -24,17 +49,100 @@ impl Activity {
         Arc::new(Activity {
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
+            started: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+            head_from_ms: AtomicU64::new(NO_HEAD),
+            read_pending: AtomicBool::new(false),
+            dirty: AtomicBool::new(false),
+            shutting_down: AtomicBool::new(false),
         })
     }
 
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(NO_HEAD - 1)
+    }
+
     fn touch(&self) {
-        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(ms, Ordering::Relaxed);
+        self.last_ms.store(self.now_ms(), Ordering::Relaxed);
     }
 
     /// The instant bytes last moved.
     pub fn last(&self) -> Instant {
-        self.start + std::time::Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+        self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+
+    /// A request head was parsed: its header-read clock stops.
+    pub fn head_done(&self) {
+        self.head_from_ms.store(NO_HEAD, Ordering::SeqCst);
+    }
+
+    /// A partial request head is known to be waiting (bytes left over at
+    /// parking): its clock runs from now unless it already runs.
+    pub fn head_pending(&self) {
+        let _ = self.head_from_ms.compare_exchange(
+            NO_HEAD,
+            self.now_ms(),
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+    }
+
+    /// When the first byte of the request head being read arrived, if one
+    /// is being read (between requests only).
+    pub fn head_from(&self) -> Option<Instant> {
+        match self.head_from_ms.load(Ordering::SeqCst) {
+            NO_HEAD => None,
+            ms => Some(self.start + Duration::from_millis(ms)),
+        }
+    }
+
+    /// Counts a request (or one of its bodies) as in flight until the
+    /// returned guard is dropped or released.
+    pub fn in_flight(self: &Arc<Self>) -> InFlight {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        InFlight {
+            activity: Some(self.clone()),
+        }
+    }
+
+    /// How many in-flight guards have ended; changes whenever one ends.
+    pub fn epoch(&self) -> u64 {
+        self.finished.load(Ordering::SeqCst)
+    }
+
+    /// No request is in flight, hyper wrote and flushed everything, is not
+    /// closing, and its last read found nothing to read.
+    pub fn between_requests(&self) -> bool {
+        self.started.load(Ordering::SeqCst) == self.finished.load(Ordering::SeqCst)
+            && self.read_pending.load(Ordering::SeqCst)
+            && !self.dirty.load(Ordering::SeqCst)
+            && !self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// No request is in flight.
+    pub fn no_request(&self) -> bool {
+        self.started.load(Ordering::SeqCst) == self.finished.load(Ordering::SeqCst)
+    }
+}
+
+/// Keeps a request in flight (see [`Activity::in_flight`]).
+#[derive(Debug)]
+pub struct InFlight {
+    activity: Option<Arc<Activity>>,
+}
+
+impl InFlight {
+    /// Ends it now (a body reached its end before it was dropped).
+    pub fn release(&mut self) {
+        if let Some(a) = self.activity.take() {
+            a.finished.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -43,12 +151,34 @@ impl Activity {
 pub struct Tracked<T> {
     inner: T,
     activity: Arc<Activity>,
+    /// Bytes read before parking that hyper had not used yet; read again
+    /// first.
+    replay: Bytes,
 }
 
 impl<T> Tracked<T> {
     /// Wraps `inner`.
     pub fn new(inner: T, activity: Arc<Activity>) -> Tracked<T> {
-        Tracked { inner, activity }
+        Tracked {
+            inner,
+            activity,
+            replay: Bytes::new(),
+        }
+    }
+
+    /// The wrapped stream.
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+
+    /// Bytes still to be replayed before the stream is read again.
+    pub fn replay(&self) -> &[u8] {
+        &self.replay
+    }
+
+    /// Makes `bytes` the next bytes read (before the stream's own).
+    pub fn set_replay(&mut self, bytes: Bytes) {
+        self.replay = bytes;
     }
 }
 
@@ -59,10 +189,29 @@ impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        if !this.replay.is_empty() {
+            let n = this.replay.len().min(buf.remaining());
+            buf.put_slice(&this.replay[..n]);
+            this.replay.advance(n);
+            this.activity.read_pending.store(false, Ordering::SeqCst);
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let a = &this.activity;
+        a.read_pending.store(r.is_pending(), Ordering::SeqCst);
         if buf.filled().len() > before {
-            this.activity.touch();
+            a.touch();
+            if a.no_request() {
+                // Bytes between requests start a request head: its clock
+                // starts with the first of them.
+                let _ = a.head_from_ms.compare_exchange(
+                    NO_HEAD,
+                    a.now_ms(),
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                );
+            }
         }
         r
     }
@@ -75,6 +224,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
+        this.activity.dirty.store(true, Ordering::SeqCst);
         let r = Pin::new(&mut this.inner).poll_write(cx, buf);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             this.activity.touch();
@@ -88,6 +238,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
+        this.activity.dirty.store(true, Ordering::SeqCst);
         let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             this.activity.touch();
@@ -100,10 +251,17 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_flush(cx);
+        if matches!(r, Poll::Ready(Ok(()))) {
+            this.activity.dirty.store(false, Ordering::SeqCst);
+        }
+        r
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        this.activity.shutting_down.store(true, Ordering::SeqCst);
+        Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }

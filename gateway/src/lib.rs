@@ -20,6 +20,7 @@ pub mod grpc;
 pub mod identity;
 pub mod idle;
 pub mod metrics;
+pub mod park;
 pub mod policy;
 pub mod proxy;
 pub mod quic;

@@ -23,6 +23,9 @@ pub struct Metrics {
     pub tunnels: IntCounterVec,
     /// Open client connections.
     pub active_connections: IntGauge,
+    /// Idle HTTP/1.1 connections parked without hyper's buffers (a subset
+    /// of `active_connections`).
+    pub parked_connections: IntGauge,
     /// Successful reloads by what was reloaded.
     pub reloads: IntCounterVec,
     /// Refused reloads by what failed (the last good state stays).
@@ -123,6 +126,11 @@ impl Metrics {
             "Open client connections",
         ))?;
         must(registry.register(Box::new(active_connections.clone())))?;
+        let parked_connections = must(IntGauge::new(
+            "ward_gateway_parked_connections",
+            "Idle HTTP/1.1 connections parked without their HTTP buffers",
+        ))?;
+        must(registry.register(Box::new(parked_connections.clone())))?;
         let own_cert_expiry = must(IntGauge::new(
             "ward_gateway_own_cert_expiry_seconds",
             "Seconds until the gateway's own certificate expires",
@@ -166,6 +174,7 @@ impl Metrics {
             decision_latency,
             tunnels,
             active_connections,
+            parked_connections,
             reloads,
             reload_failures,
             rechecks_closed,

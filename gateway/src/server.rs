@@ -6,14 +6,18 @@
 //! decision in progress, and new connections see the new state at once.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use http::Request;
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -24,7 +28,9 @@ use crate::assertion::Signer;
 use crate::config::{Config, Mode, TcpRoute};
 use crate::decide::{ConnInfo, Decider};
 use crate::identity::Identity;
+use crate::idle::{Activity, Tracked};
 use crate::metrics::Metrics;
+use crate::park::{Guarded, H1};
 use crate::policy::Policy;
 use crate::proxy::Route;
 use crate::recheck::OpenStreams;
@@ -358,106 +364,115 @@ async fn connection(
     mut guard: ConnGuard,
 ) {
     let _ = stream.set_nodelay(true);
-    let state = shared.current();
-    let acceptor = TlsAcceptor::from(state.server_config.clone());
-    let timeout = Duration::from_secs(shared.config.limits.handshake_timeout_secs);
-    let tls = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            let reason = crate::tls::handshake_failure_reason(&e);
+    // Everything up to the start of serving lives in this block: a local
+    // of the function body would keep its slot in the task (rustc saves a
+    // local whose scope spans an await, moved out or not), and the task
+    // lives as long as the connection.
+    let serving: Pin<Box<dyn Future<Output = ()> + Send>> = {
+        let state = shared.current();
+        let acceptor = TlsAcceptor::from(state.server_config.clone());
+        let timeout = Duration::from_secs(shared.config.limits.handshake_timeout_secs);
+        // Boxed: the handshake's state holds a whole TLS stream.
+        let handshake = Box::pin(acceptor.accept(stream));
+        let tls = match tokio::time::timeout(timeout, handshake).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                let reason = crate::tls::handshake_failure_reason(&e);
+                shared
+                    .metrics
+                    .handshakes
+                    .with_label_values(&["failed", reason])
+                    .inc();
+                tracing::info!(%peer, reason, error = %e, "handshake refused");
+                return;
+            }
+            Err(_) => {
+                shared
+                    .metrics
+                    .handshakes
+                    .with_label_values(&["failed", "timeout"])
+                    .inc();
+                return;
+            }
+        };
+        let (_, session) = tls.get_ref();
+        let chain: Vec<_> = session
+            .peer_certificates()
+            .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+            .unwrap_or_default();
+        let identity = match chain
+            .first()
+            .map(|leaf| Identity::from_leaf(leaf, &shared.config.trust_domain))
+        {
+            Some(Ok(id)) => id,
+            // The verifier already refused these; this is defence in depth.
+            _ => {
+                shared
+                    .metrics
+                    .handshakes
+                    .with_label_values(&["failed", "identity"])
+                    .inc();
+                return;
+            }
+        };
+        // A resumed session skips the client verifier: the certificate it was
+        // made with may have expired or been revoked since. (A reload builds a
+        // new session cache, so a new CRL already ends resumption, but expiry
+        // and the current trust bundle are checked here.)
+        // Also when a reload landed during the handshake: the connection must
+        // not escape the re-check that the open connections just had.
+        let reloaded = !Arc::ptr_eq(&shared.current().tls, &state.tls);
+        if (reloaded || session.handshake_kind() == Some(rustls::HandshakeKind::Resumed))
+            && let Some((leaf, rest)) = chain.split_first()
+            && let Err(e) = shared.current().tls.verifier.recheck(leaf, rest)
+        {
             shared
                 .metrics
                 .handshakes
-                .with_label_values(&["failed", reason])
+                .with_label_values(&["failed", "resumed_invalid"])
                 .inc();
-            tracing::info!(%peer, reason, error = %e, "handshake refused");
+            tracing::info!(%peer, error = %e, "resumed session refused: certificate no longer valid");
             return;
         }
-        Err(_) => {
-            shared
-                .metrics
-                .handshakes
-                .with_label_values(&["failed", "timeout"])
-                .inc();
-            return;
-        }
-    };
-    let (_, session) = tls.get_ref();
-    let chain: Vec<_> = session
-        .peer_certificates()
-        .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
-        .unwrap_or_default();
-    let identity = match chain
-        .first()
-        .map(|leaf| Identity::from_leaf(leaf, &shared.config.trust_domain))
-    {
-        Some(Ok(id)) => id,
-        // The verifier already refused these; this is defence in depth.
-        _ => {
-            shared
-                .metrics
-                .handshakes
-                .with_label_values(&["failed", "identity"])
-                .inc();
-            return;
-        }
-    };
-    // A resumed session skips the client verifier: the certificate it was
-    // made with may have expired or been revoked since. (A reload builds a
-    // new session cache, so a new CRL already ends resumption, but expiry
-    // and the current trust bundle are checked here.)
-    // Also when a reload landed during the handshake: the connection must
-    // not escape the re-check that the open connections just had.
-    let reloaded = !Arc::ptr_eq(&shared.current().tls, &state.tls);
-    if (reloaded || session.handshake_kind() == Some(rustls::HandshakeKind::Resumed))
-        && let Some((leaf, rest)) = chain.split_first()
-        && let Err(e) = shared.current().tls.verifier.recheck(leaf, rest)
-    {
         shared
             .metrics
             .handshakes
-            .with_label_values(&["failed", "resumed_invalid"])
+            .with_label_values(&["ok", ""])
             .inc();
-        tracing::info!(%peer, error = %e, "resumed session refused: certificate no longer valid");
-        return;
-    }
-    shared
-        .metrics
-        .handshakes
-        .with_label_values(&["ok", ""])
-        .inc();
-    let tls_version = match session.protocol_version() {
-        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
-        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
-        _ => "unknown",
+        let tls_version = match session.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            _ => "unknown",
+        };
+        let sni = session.server_name().map(|s| s.to_ascii_lowercase());
+        let h2 = session.alpn_protocol() == Some(b"h2");
+
+        if !claim_identity(&shared, &mut guard, identity.principal(), peer) {
+            return;
+        }
+
+        let tcp_route = sni
+            .as_deref()
+            .and_then(|sni| state.tcp_routes.iter().find(|r| r.sni == sni).cloned());
+        let conn = Arc::new(ConnInfo {
+            peer,
+            identity: Arc::new(identity),
+            chain: Arc::new(chain),
+            tls_version,
+            protocol: if tcp_route.is_some() {
+                "tcp"
+            } else if h2 {
+                "h2"
+            } else {
+                "h1"
+            },
+        });
+        match tcp_route {
+            Some(route) => Box::pin(crate::tcp::serve(shared, conn, route, tls)),
+            None => Box::pin(serve_http(shared, conn, tls)),
+        }
     };
-    let sni = session.server_name().map(|s| s.to_ascii_lowercase());
-    let h2 = session.alpn_protocol() == Some(b"h2");
-
-    if !claim_identity(&shared, &mut guard, identity.principal(), peer) {
-        return;
-    }
-
-    let tcp_route = sni
-        .as_deref()
-        .and_then(|sni| state.tcp_routes.iter().find(|r| r.sni == sni).cloned());
-    let conn = Arc::new(ConnInfo {
-        peer,
-        identity: Arc::new(identity),
-        chain: Arc::new(chain),
-        tls_version,
-        protocol: if tcp_route.is_some() {
-            "tcp"
-        } else if h2 {
-            "h2"
-        } else {
-            "h1"
-        },
-    });
-    match tcp_route {
-        Some(route) => crate::tcp::serve(shared, conn, route, tls).await,
-        None => serve_http(shared, conn, tls).await,
-    }
+    serving.await;
     drop(guard);
 }
 
@@ -478,32 +493,29 @@ pub fn until_expiry(conn: &ConnInfo) -> Duration {
     Duration::from_secs(u64::try_from(conn.identity.not_after - now).unwrap_or(0))
 }
 
-async fn serve_http(
+/// Serves HTTP on an accepted connection. Not an `async fn`: its
+/// arguments would stay in the connection's task for its whole life (the
+/// TLS stream alone is over 1 KiB), although the stream moves into the
+/// boxed HTTP connection at once.
+fn serve_http(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
     tls: tokio_rustls::server::TlsStream<TcpStream>,
-) {
+) -> impl std::future::Future<Output = ()> + Send {
     let limits = &shared.config.limits;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(limits.header_read_timeout_secs))
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .max_headers(limits.max_headers);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(limits.max_concurrent_streams)
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .keep_alive_interval(Duration::from_secs(30))
-        .enable_connect_protocol();
     let streams = Arc::new(OpenStreams::default());
+    let activity = Activity::new();
     let svc = {
         let shared = shared.clone();
         let conn = conn.clone();
         let streams = streams.clone();
-        service_fn(move |req| {
+        let activity = activity.clone();
+        service_fn(move |req: Request<Incoming>| {
+            // Both bodies keep the request in flight, so that an HTTP/1.1
+            // connection is never parked while either still moves.
+            activity.head_done();
+            let in_flight = activity.in_flight();
+            let req = req.map(|b| Guarded::new(b, activity.in_flight()));
             let resp = crate::proxy::handle(shared.clone(), conn.clone(), streams.clone(), req);
             let alt_svc = shared.alt_svc.clone();
             async move {
@@ -512,88 +524,133 @@ async fn serve_http(
                 if let Some(v) = alt_svc {
                     resp.headers_mut().insert(http::header::ALT_SVC, v);
                 }
-                Ok::<_, std::convert::Infallible>(resp)
+                Ok::<_, std::convert::Infallible>(resp.map(|b| Guarded::new(b, in_flight)))
             }
         })
     };
-    let activity = crate::idle::Activity::new();
-    let io = crate::idle::Tracked::new(tls, activity.clone());
-    let served = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-    tokio::pin!(served);
-    let mut changes = shared.changes.subscribe();
-    let mut shutdown = shared.shutdown.subscribe();
-    let expiry = tokio::time::sleep(until_expiry(&conn));
-    tokio::pin!(expiry);
+    let io = Tracked::new(tls, activity.clone());
+    // ALPN decides the protocol (HTTP/2 over TLS needs ALPN `h2`, RFC 9113
+    // 3.2); without ALPN the client speaks HTTP/1.1.
+    let (mut h1, mut h2) = (None, None);
+    if conn.protocol == "h2" {
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+            .keep_alive_interval(Duration::from_secs(30))
+            .enable_connect_protocol();
+        h2 = Some(Box::pin(builder.serve_connection(TokioIo::new(io), svc)));
+    } else {
+        let header_timeout = Duration::from_secs(limits.header_read_timeout_secs);
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .max_buf_size(limits.max_header_bytes.max(8192))
+            .max_headers(limits.max_headers);
+        h1 = Some(Box::new(H1::new(
+            builder,
+            io,
+            svc,
+            activity.clone(),
+            header_timeout,
+            shared.metrics.parked_connections.clone(),
+            conn.peer,
+        )));
+    }
+    // Asks hyper (or the parked connection) to close once nothing is in
+    // flight.
+    macro_rules! graceful_shutdown {
+        () => {
+            if let Some(c) = h1.as_mut() {
+                c.graceful_shutdown();
+            }
+            if let Some(c) = h2.as_mut() {
+                c.as_mut().graceful_shutdown();
+            }
+        };
+    }
     let idle_limit = Duration::from_secs(limits.idle_timeout_secs);
-    let idle = tokio::time::sleep(idle_limit);
-    tokio::pin!(idle);
-    // `http_done`: hyper has finished with the connection; upgraded streams
-    // (WebSockets) may still be open and are still re-checked until they end.
-    let (mut http_done, mut closing, mut expired) = (false, false, false);
-    // The chain is verified again only when the TLS material changed.
-    let mut tls_seen = shared.current().tls.clone();
-    loop {
-        let emptied = streams.emptied.notified();
-        if http_done && streams.is_empty() {
-            break;
-        }
-        tokio::select! {
-            res = served.as_mut(), if !http_done => {
-                if let Err(e) = res {
-                    tracing::debug!(peer = %conn.peer, error = %e, "connection ended with an error");
-                }
-                http_done = true;
+    async move {
+        let mut changes = shared.changes.subscribe();
+        let mut shutdown = shared.shutdown.subscribe();
+        let expiry = tokio::time::sleep(until_expiry(&conn));
+        tokio::pin!(expiry);
+        let idle = tokio::time::sleep(idle_limit);
+        tokio::pin!(idle);
+        // `http_done`: hyper has finished with the connection; upgraded streams
+        // (WebSockets) may still be open and are still re-checked until they end.
+        let (mut http_done, mut closing, mut expired) = (false, false, false);
+        // The chain is verified again only when the TLS material changed.
+        let mut tls_seen = shared.current().tls.clone();
+        loop {
+            let emptied = streams.emptied.notified();
+            if http_done && streams.is_empty() {
+                break;
             }
-            changed = changes.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-                let current = shared.current().tls.clone();
-                let tls_changed = !Arc::ptr_eq(&current, &tls_seen);
-                tls_seen = current;
-                if let Some(reason) = tls_changed.then(|| recheck_chain(&shared, &conn)).flatten() {
-                    if !closing {
-                        close_for(&shared, &conn, "", "revoked_or_untrusted", &reason);
+            tokio::select! {
+                res = std::future::poll_fn(|cx| match (h1.as_mut(), h2.as_mut()) {
+                    (Some(c), _) => c.poll(cx),
+                    (_, Some(c)) => c.as_mut().poll(cx),
+                    (None, None) => std::task::Poll::Ready(Ok(())),
+                }), if !http_done => {
+                    if let Err(e) = res {
+                        tracing::debug!(peer = %conn.peer, error = %e, "connection ended with an error");
                     }
-                    streams.kill_all(&reason);
+                    http_done = true;
+                }
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let current = shared.current().tls.clone();
+                    let tls_changed = !Arc::ptr_eq(&current, &tls_seen);
+                    tls_seen = current;
+                    if let Some(reason) = tls_changed.then(|| recheck_chain(&shared, &conn)).flatten() {
+                        if !closing {
+                            close_for(&shared, &conn, "", "revoked_or_untrusted", &reason);
+                        }
+                        streams.kill_all(&reason);
+                        if !http_done && !closing {
+                            graceful_shutdown!();
+                        }
+                        closing = true;
+                    } else {
+                        streams.recheck(&shared, &conn);
+                    }
+                }
+                () = &mut expiry, if !expired => {
+                    expired = true;
+                    close_for(&shared, &conn, "", "expired", "client certificate expired");
+                    streams.kill_all("client certificate expired");
                     if !http_done && !closing {
-                        served.as_mut().graceful_shutdown();
+                        graceful_shutdown!();
                     }
                     closing = true;
-                } else {
-                    streams.recheck(&shared, &conn);
                 }
-            }
-            () = &mut expiry, if !expired => {
-                expired = true;
-                close_for(&shared, &conn, "", "expired", "client certificate expired");
-                streams.kill_all("client certificate expired");
-                if !http_done && !closing {
-                    served.as_mut().graceful_shutdown();
+                () = &mut idle, if !closing && !idle_limit.is_zero() => {
+                    let deadline = activity.last() + idle_limit;
+                    if deadline <= std::time::Instant::now() && streams.is_empty() {
+                        tracing::debug!(peer = %conn.peer, "closing idle connection");
+                        shared.metrics.limited.with_label_values(&["idle"]).inc();
+                        if !http_done {
+                            graceful_shutdown!();
+                        }
+                        closing = true;
+                    } else {
+                        let next = deadline.max(std::time::Instant::now() + Duration::from_secs(1));
+                        idle.as_mut().reset(tokio::time::Instant::from_std(next));
+                    }
                 }
-                closing = true;
-            }
-            () = &mut idle, if !closing && !idle_limit.is_zero() => {
-                let deadline = activity.last() + idle_limit;
-                if deadline <= std::time::Instant::now() && streams.is_empty() {
-                    tracing::debug!(peer = %conn.peer, "closing idle connection");
-                    shared.metrics.limited.with_label_values(&["idle"]).inc();
-                    if !http_done {
-                        served.as_mut().graceful_shutdown();
+                changed = shutdown.changed(), if !closing => {
+                    if changed.is_ok() && !http_done {
+                        graceful_shutdown!();
                     }
                     closing = true;
-                } else {
-                    let next = deadline.max(std::time::Instant::now() + Duration::from_secs(1));
-                    idle.as_mut().reset(tokio::time::Instant::from_std(next));
                 }
+                () = emptied, if http_done => {}
             }
-            changed = shutdown.changed(), if !closing => {
-                if changed.is_ok() && !http_done {
-                    served.as_mut().graceful_shutdown();
-                }
-                closing = true;
-            }
-            () = emptied, if http_done => {}
         }
     }
 }
