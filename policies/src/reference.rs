@@ -534,6 +534,10 @@ mod agreement {
                 );
                 let flat = set.evaluate(req);
                 let fast = set.evaluate(&layered);
+                // Again, now with the base's key checks remembered.
+                let again = set.evaluate(&layered);
+                prop_assert_eq!(again.outcome(), fast.outcome());
+                prop_assert_eq!(again.error(), fast.error());
                 let (outcome, _) = evaluate(&set, &layered);
                 prop_assert_eq!(fast.outcome(), flat.outcome(), "request {:?}", req);
                 prop_assert_eq!(fast.outcome(), outcome, "request {:?}", req);

@@ -3,7 +3,7 @@
 //! current time included, so that a decision can be replayed exactly.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// The authenticated caller, from its verified certificate.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -45,6 +45,11 @@ pub struct Context {
     map: BTreeMap<String, Vec<String>>,
     /// Shared keys under `map`; never itself layered (see [`Context::over`]).
     base: Option<Arc<Context>>,
+    /// Whether this context's keys passed the key checks of one policy set
+    /// (named by its hash `Arc`), so that a shared base is checked once
+    /// rather than with every request layered over it. Cleared by every
+    /// change.
+    pub(crate) checked: OnceLock<(Arc<str>, bool)>,
 }
 
 impl Context {
@@ -65,6 +70,7 @@ impl Context {
                     .map(|(k, v)| (k.to_owned(), v.to_vec()))
                     .collect(),
                 base: None,
+                checked: OnceLock::new(),
             })
         } else {
             base
@@ -72,6 +78,7 @@ impl Context {
         Context {
             map: BTreeMap::new(),
             base: Some(base),
+            checked: OnceLock::new(),
         }
     }
 
@@ -84,6 +91,7 @@ impl Context {
         } else {
             key.to_owned()
         };
+        self.checked = OnceLock::new();
         let base = &self.base;
         self.map
             .entry(lower)
@@ -100,6 +108,7 @@ impl Context {
     /// Sets all values of a key (for multi-valued keys; an empty list is an
     /// empty set, which is not the same as an absent key).
     pub fn set(&mut self, key: &str, values: Vec<String>) -> &mut Context {
+        self.checked = OnceLock::new();
         self.map.insert(key.to_ascii_lowercase(), values);
         self
     }
@@ -115,6 +124,16 @@ impl Context {
             .get(key)
             .or_else(|| self.base.as_ref().and_then(|b| b.map.get(key)))
             .map(Vec::as_slice)
+    }
+
+    /// The shared base, if this context is a layer.
+    pub(crate) fn base(&self) -> Option<&Context> {
+        self.base.as_deref()
+    }
+
+    /// This context's own keys (without its base's).
+    pub(crate) fn own(&self) -> impl Iterator<Item = (&str, &[String])> {
+        self.map.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
     }
 
     /// Every key (lower-cased, in order) and its values.

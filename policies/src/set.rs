@@ -409,8 +409,46 @@ impl PolicySet {
     /// Checks the context against the schema: required keys present,
     /// single-valued keys with one value, every value parses as its type.
     /// Keys the schema does not know are ignored.
+    ///
+    /// A layered context whose base already passed this set's key checks
+    /// (remembered in the base) has only its own keys checked: the base's
+    /// other keys are the same for every request over it. The first error
+    /// is the same as a full check's, since no base key has one.
     pub(crate) fn validate(&self, ctx: &Context) -> Result<(), String> {
-        for (k, vals) in ctx.iter() {
+        match ctx.base() {
+            Some(base) if self.keys_ok(base) => self.check_keys(ctx.own())?,
+            _ => self.check_keys(ctx.iter())?,
+        }
+        for (lower, name) in &self.required {
+            if ctx.get_lower(lower).is_none() {
+                return Err(format!(
+                    "context key {name} is required by the schema but missing"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether every key of `base` passes this set's key checks; the
+    /// answer is kept in `base` for the set it was first asked by.
+    pub(crate) fn keys_ok(&self, base: &Context) -> bool {
+        match base.checked.get() {
+            Some((set, ok)) if Arc::ptr_eq(set, &self.hash) => *ok,
+            Some(_) => self.check_keys(base.iter()).is_ok(),
+            None => {
+                let ok = self.check_keys(base.iter()).is_ok();
+                let _ = base.checked.set((self.hash.clone(), ok));
+                ok
+            }
+        }
+    }
+
+    /// The per-key checks of [`PolicySet::validate`].
+    fn check_keys<'c>(
+        &self,
+        keys: impl Iterator<Item = (&'c str, &'c [String])>,
+    ) -> Result<(), String> {
+        for (k, vals) in keys {
             let decl = self.keys.get(k).copied().or_else(|| {
                 self.families
                     .iter()
@@ -426,13 +464,6 @@ impl PolicySet {
             }
             for v in vals {
                 ty.check(v).map_err(|e| format!("context key {k}: {e}"))?;
-            }
-        }
-        for (lower, name) in &self.required {
-            if ctx.get_lower(lower).is_none() {
-                return Err(format!(
-                    "context key {name} is required by the schema but missing"
-                ));
             }
         }
         Ok(())

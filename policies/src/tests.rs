@@ -1345,3 +1345,64 @@ fn deny_only_boundary_is_warned_about_and_denies_everything() {
     assert_eq!(out, Outcome::BoundaryDeny);
     assert!(set.evaluate(&req(BILLING, "http:GET", "r")).allowed());
 }
+
+/// A base checked once for a set: valid keys are not checked again, an
+/// invalid base key is still reported (or not, once a layer hides it), and
+/// a change to the base after a check is checked again.
+#[test]
+fn a_layered_base_is_checked_once_per_set_and_never_wrongly() {
+    let set = compile(&[(
+        "p.json",
+        &doc(r#"{"Effect": "Allow", "Principal": "*", "Action": "http:GET", "Resource": "*"}"#),
+    )]);
+    let other = compile(&[(
+        "q.json",
+        &doc(r#"{"Effect": "Allow", "Principal": "*", "Action": "http:GET", "Resource": "*"}"#),
+    )]);
+    let layered = |base: Context, own: &[(&str, &str)]| {
+        let mut r = req("spiffe://corp.example/a", "http:GET", "route/a");
+        let mut c = Context::over(std::sync::Arc::new(base));
+        for (k, v) in own {
+            c.set(k, vec![(*v).to_string()]);
+        }
+        r.context = c;
+        r
+    };
+    let good = req("spiffe://corp.example/a", "http:GET", "route/a").context;
+    let r = layered(good.clone(), &[("ward:Path", "/x")]);
+    for s in [&set, &set, &other, &set] {
+        assert_eq!(s.evaluate(&r).outcome(), Outcome::Allow);
+    }
+    let remembered = r.context.base().unwrap().checked.get();
+    assert!(remembered.is_some_and(|(h, ok)| **h == *set.hash() && *ok));
+    // A bad layer key is caught with the base's checks remembered.
+    let r = layered(good.clone(), &[("ward:SourceIp", "not an ip")]);
+    let bad_ip = set.evaluate(&r);
+    assert_eq!(bad_ip.outcome(), Outcome::InvalidRequest);
+    assert!(
+        bad_ip.error().unwrap().contains("ward:sourceip"),
+        "{:?}",
+        bad_ip.error()
+    );
+    // A bad base key: reported every time, unless the layer hides it.
+    let mut bad = good.clone();
+    bad.set("ward:CurrentTime", vec!["yesterday".into()]);
+    let r = layered(bad.clone(), &[("ward:Path", "/x")]);
+    for _ in 0..2 {
+        assert_eq!(set.evaluate(&r).outcome(), Outcome::InvalidRequest);
+    }
+    let hidden = layered(bad, &[("ward:CurrentTime", NOW)]);
+    assert_eq!(set.evaluate(&hidden).outcome(), Outcome::Allow);
+    // A context changed after it was checked is checked again.
+    let mut changed = good;
+    assert!(set.keys_ok(&changed));
+    changed.insert("ward:SourceIp", "10.9.9.9");
+    let r = layered(changed, &[("ward:Path", "/x")]);
+    let d = set.evaluate(&r);
+    assert_eq!(d.outcome(), Outcome::InvalidRequest);
+    assert!(
+        d.error().unwrap().contains("single-valued"),
+        "{:?}",
+        d.error()
+    );
+}
