@@ -533,7 +533,8 @@ async fn handle_inner(
     if let Ok(h) = HeaderValue::from_str(authority.as_str()) {
         headers.insert(header::HOST, h);
     }
-    if let Ok(v) = HeaderValue::from_str(conn.identity.principal()) {
+    let own = streams.conn_headers(conn);
+    if let Some(v) = own.identity.clone() {
         headers.insert(X_WARD_IDENTITY, v);
     }
     headers.insert(X_WARD_ASSERTION, assertion);
@@ -545,7 +546,7 @@ async fn handle_inner(
     for h in [FORWARDED, X_REAL_IP, X_FORWARDED_HOST] {
         headers.remove(h);
     }
-    if let Ok(v) = HeaderValue::from_str(&conn.peer.ip().to_string()) {
+    if let Some(v) = own.forwarded_for.clone() {
         headers.insert(X_FORWARDED_FOR, v);
     }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));

@@ -49,6 +49,17 @@ pub struct OpenStreams {
     assertions: Mutex<HashMap<String, CachedAssertion>>,
     /// Per-connection base context, see [`OpenStreams::base_context`].
     base: Mutex<Option<CachedBase>>,
+    /// Per-connection header values, see [`OpenStreams::conn_headers`].
+    headers: std::sync::OnceLock<ConnHeaders>,
+}
+
+/// Header values the gateway adds to every request of one connection.
+#[derive(Debug)]
+pub struct ConnHeaders {
+    /// `x-forwarded-for`: the client's address.
+    pub forwarded_for: Option<http::HeaderValue>,
+    /// `x-ward-identity`: the verified principal.
+    pub identity: Option<http::HeaderValue>,
 }
 
 /// The connection-level context keys and groups under one policy
@@ -180,6 +191,16 @@ impl OpenStreams {
         };
         crate::decide::set_current_time(&mut context, now);
         (groups, context)
+    }
+
+    /// The connection's own header values, made at its first request
+    /// (formatting the address and checking the principal as a header
+    /// value cost more than sharing the result).
+    pub fn conn_headers(&self, conn: &ConnInfo) -> &ConnHeaders {
+        self.headers.get_or_init(|| ConnHeaders {
+            forwarded_for: http::HeaderValue::from_str(&conn.peer.ip().to_string()).ok(),
+            identity: http::HeaderValue::from_str(conn.identity.principal()).ok(),
+        })
     }
 
     /// Whether no stream is open.
