@@ -22,25 +22,19 @@ timeout). Exits 0 when every case ran, whatever the gateway answered.
 import argparse
 import asyncio
 import json
-import ssl
 import sys
 
 from aioquic.asyncio.client import connect
-from aioquic.asyncio.protocol import QuicConnectionProtocol
-from aioquic.h3.connection import H3_ALPN, H3Connection
-from aioquic.h3.events import DataReceived, HeadersReceived
-from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamReset
+from aioquic.quic.events import ConnectionTerminated, StreamReset
+
+from h3_common import ResponseProtocol, client_config
 
 
-class Client(QuicConnectionProtocol):
+class Client(ResponseProtocol):
+    header_encoding = "latin-1"
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.h3 = H3Connection(self._quic)
-        self.done = asyncio.get_event_loop().create_future()
-        self.status = None
-        self.headers = []
-        self.body = b""
         self.error = None
 
     def finish(self, error=None):
@@ -49,43 +43,24 @@ class Client(QuicConnectionProtocol):
         if not self.done.done():
             self.done.set_result(None)
 
-    def quic_event_received(self, event: QuicEvent) -> None:
-        if isinstance(event, ConnectionTerminated):
-            self.finish(
-                f"connection closed: error_code=0x{event.error_code:x} "
-                f"reason={event.reason_phrase!r}"
-            )
-            return
-        if isinstance(event, StreamReset):
-            self.finish(f"stream reset: error_code=0x{event.error_code:x}")
-            return
-        for ev in self.h3.handle_event(event):
-            if isinstance(ev, HeadersReceived):
-                for name, value in ev.headers:
-                    if name == b":status":
-                        self.status = int(value)
-                    else:
-                        self.headers.append(
-                            [name.decode("latin-1"), value.decode("latin-1")]
-                        )
-                if ev.stream_ended:
-                    self.finish()
-            elif isinstance(ev, DataReceived):
-                self.body += ev.data
-                if ev.stream_ended:
-                    self.finish()
+    def response_ended(self) -> None:
+        self.finish()
+
+    def connection_terminated(self, event: ConnectionTerminated) -> None:
+        self.finish(
+            f"connection closed: error_code=0x{event.error_code:x} "
+            f"reason={event.reason_phrase!r}"
+        )
+
+    def stream_reset(self, event: StreamReset) -> bool:
+        self.finish(f"stream reset: error_code=0x{event.error_code:x}")
+        return True
 
 
 async def one(args, case) -> dict:
-    config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN)
-    config.server_name = args.sni
-    if args.no_verify:
-        config.verify_mode = ssl.CERT_NONE
-    else:
-        config.verify_mode = ssl.CERT_REQUIRED
-        config.load_verify_locations(args.ca)
-    if args.cert:
-        config.load_cert_chain(args.cert, args.key)
+    config = client_config(
+        args.sni, args.ca, args.cert, args.key, verify=not args.no_verify
+    )
     headers = [
         (n.encode("latin-1"), v.encode("latin-1")) for n, v in case["headers"]
     ]

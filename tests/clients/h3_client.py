@@ -16,59 +16,35 @@ timeout. `--report-ticket` waits briefly after the response and prints
 
 import argparse
 import asyncio
-import ssl
 import sys
 from urllib.parse import urlparse
 
 from aioquic.asyncio.client import connect
-from aioquic.asyncio.protocol import QuicConnectionProtocol
-from aioquic.h3.connection import H3_ALPN, H3Connection
-from aioquic.h3.events import DataReceived, HeadersReceived
-from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.events import ConnectionTerminated, QuicEvent
+from aioquic.quic.events import ConnectionTerminated
+
+from h3_common import ResponseProtocol, client_config
 
 
-class Client(QuicConnectionProtocol):
+class Client(ResponseProtocol):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.h3 = H3Connection(self._quic)
-        self.done = asyncio.get_event_loop().create_future()
-        self.status = None
-        self.headers = []
-        self.body = b""
         self.terminated = None
 
-    def quic_event_received(self, event: QuicEvent) -> None:
-        if isinstance(event, ConnectionTerminated):
-            self.terminated = event
-            if not self.done.done():
-                self.done.set_result(False)
-            return
-        for ev in self.h3.handle_event(event):
-            if isinstance(ev, HeadersReceived):
-                for name, value in ev.headers:
-                    if name == b":status":
-                        self.status = int(value)
-                    else:
-                        self.headers.append((name.decode(), value.decode()))
-                if ev.stream_ended and not self.done.done():
-                    self.done.set_result(True)
-            elif isinstance(ev, DataReceived):
-                self.body += ev.data
-                if ev.stream_ended and not self.done.done():
-                    self.done.set_result(True)
+    def response_ended(self) -> None:
+        if not self.done.done():
+            self.done.set_result(True)
+
+    def connection_terminated(self, event: ConnectionTerminated) -> None:
+        self.terminated = event
+        if not self.done.done():
+            self.done.set_result(False)
 
 
 async def run(args) -> int:
     url = urlparse(args.url)
     host = url.hostname
     port = url.port or 443
-    config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN)
-    config.server_name = host
-    config.verify_mode = ssl.CERT_REQUIRED
-    config.load_verify_locations(args.ca)
-    if args.cert:
-        config.load_cert_chain(args.cert, args.key)
+    config = client_config(host, args.ca, args.cert, args.key)
     tickets = []
     path = url.path or "/"
     if url.query:
