@@ -2,21 +2,21 @@
 //! → leaves, a CRL from the intermediate), a counting HTTP/1.1 upstream and
 //! a real `ward gateway run` process on a port free on both TCP and UDP.
 //!
-//! The PKI is the shared one of `common::pki`. Only 127.0.0.1; every wait is bounded; the gateway
-//! process is killed on drop.
+//! The PKI is the shared one of `common::pki`, the process the shared
+//! `common::gateway::TestGateway`. Only 127.0.0.1; every wait is bounded;
+//! the gateway process is killed on drop.
 
 #![allow(dead_code)]
 
 use std::io::{BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::gateway::{self, read_head};
-pub use super::pki::{CLIENT, Leaf, OTHER, Pki, TD, uri};
+use super::gateway::{TestGateway, read_head};
+pub use super::pki::{CLIENT, Leaf, OTHER, Pki, uri};
 use super::pki::{dns, localhost_ip};
 
 /// A tiny HTTP/1.1 upstream: counts requests and answers with the request
@@ -89,7 +89,6 @@ impl Upstream {
     }
 }
 
-pub use super::free_port;
 pub use super::gateway::free_tcp_udp_port;
 
 pub const ALLOW_POLICY: &str = r#"{
@@ -111,19 +110,24 @@ pub const DENY_ALL_POLICY: &str = r#"{
   ]
 }"#;
 
+/// A gateway with one HTTP route `app` to an [`Upstream`]; everything else
+/// (paths, log, metrics, signals, the PKI) is the shared [`TestGateway`]
+/// it derefs to.
 pub struct Gateway {
-    child: Child,
-    pub dir: tempfile::TempDir,
-    pub port: u16,
-    pub admin: u16,
-    pub pki: Pki,
+    pub gw: TestGateway,
     pub upstream: Upstream,
 }
 
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl Deref for Gateway {
+    type Target = TestGateway;
+    fn deref(&self) -> &TestGateway {
+        &self.gw
+    }
+}
+
+impl DerefMut for Gateway {
+    fn deref_mut(&mut self) -> &mut TestGateway {
+        &mut self.gw
     }
 }
 
@@ -160,23 +164,11 @@ impl Gateway {
         pki.issue("other", &Leaf::client(OTHER), false);
         prepare(&mut pki);
         let upstream = Upstream::start();
-        let port = free_tcp_udp_port();
-        let admin = free_port();
-        std::fs::create_dir(dir.path().join("policy")).unwrap();
-        std::fs::write(dir.path().join("policy/main.json"), ALLOW_POLICY).unwrap();
-        let config = format!(
-            r#"
-listen = "127.0.0.1:{port}"
-admin_listen = "127.0.0.1:{admin}"
-trust_domain = "{TD}"
-trust_bundle = "root.pem"
-cert = "server.pem"
-key = "server.key"
-crls = ["inter.crl"]
-policy_dir = "policy"
-decision_log = "decisions.jsonl"
-reload_poll_secs = 1
-
+        let gw = TestGateway::builder(dir, pki, ALLOW_POLICY)
+            .quic()
+            .reload_poll_secs(1)
+            .try_start(&format!(
+                r#"
 {extra}
 
 [[http_routes]]
@@ -184,82 +176,9 @@ name = "app"
 host = "app.test"
 upstream = "http://127.0.0.1:{up}"
 "#,
-            up = upstream.port,
-        );
-        std::fs::write(dir.path().join("gateway.toml"), config).unwrap();
-        let child = gateway::spawn(dir.path(), "info,ward_gateway=debug", false);
-        let mut gw = Gateway {
-            child,
-            dir,
-            port,
-            admin,
-            pki,
-            upstream,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if gw.child.try_wait().unwrap().is_some() {
-                return Err(gw.log());
-            }
-            if gw.admin_get("/readyz").0 == 200 {
-                return Ok(gw);
-            }
-            if Instant::now() > deadline {
-                return Err(format!("not ready in 30 s:\n{}", gw.log()));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.path("gateway.log")).unwrap_or_default()
-    }
-
-    pub fn decisions(&self) -> Vec<serde_json::Value> {
-        gateway::decisions(&self.path("decisions.jsonl"))
-    }
-
-    /// Plain HTTP/1.0 GET on the admin listener: (status, body).
-    pub fn admin_get(&self, path: &str) -> (u16, String) {
-        gateway::admin_get(self.admin, path)
-    }
-
-    /// The value of one metric sample (0 if absent).
-    pub fn metric(&self, name_and_labels: &str) -> f64 {
-        gateway::metric(self.admin, name_and_labels)
-    }
-
-    pub fn sighup(&self) {
-        gateway::signal(self.child.id(), "HUP");
-    }
-
-    /// SIGTERM, then waits up to `limit` for the process to exit; `true`
-    /// if it did.
-    pub fn terminate_within(&mut self, limit: Duration) -> bool {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if self.child.try_wait().unwrap().is_some() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
-    }
-
-    pub fn write_policy(&self, text: &str) {
-        let tmp = self.path("policy/.main.json.tmp");
-        std::fs::write(&tmp, text).unwrap();
-        std::fs::rename(tmp, self.path("policy/main.json")).unwrap();
-        self.sighup();
+                up = upstream.port,
+            ))?;
+        Ok(Gateway { gw, upstream })
     }
 }
 
