@@ -89,8 +89,6 @@ impl Upstream {
     }
 }
 
-pub use super::gateway::free_tcp_udp_port;
-
 pub const ALLOW_POLICY: &str = r#"{
   "Version": "2026-11-01",
   "Statement": [

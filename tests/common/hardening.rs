@@ -9,14 +9,14 @@
 
 use std::io::{BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::ops::{Deref, DerefMut};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::gateway::{self, read_head};
-pub use super::pki::{CLIENT, OTHER, Pki, TD, uri};
+use super::gateway::{TestGateway, free_tcp_udp_port, read_head};
+pub use super::pki::{CLIENT, OTHER, Pki, uri};
 use super::pki::{dns, localhost_ip};
 
 /// The client may use route `app` (except its admin area) and nothing else;
@@ -231,23 +231,26 @@ pub use super::free_port;
 
 // ------------------------------------------------------------ gateway ----
 
+/// The hardening gateway: four routes to [`Recorder`]s (or to nothing);
+/// the process, its files and the thin methods on it are the shared
+/// [`TestGateway`] it derefs to.
 pub struct Gateway {
-    pub child: Option<Child>,
-    pub dir: tempfile::TempDir,
-    pub port: u16,
-    pub admin: u16,
-    pub pki: Pki,
+    pub gw: TestGateway,
     pub app: Recorder,
     pub secret: Recorder,
     pub slow: Recorder,
 }
 
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+impl Deref for Gateway {
+    type Target = TestGateway;
+    fn deref(&self) -> &TestGateway {
+        &self.gw
+    }
+}
+
+impl DerefMut for Gateway {
+    fn deref_mut(&mut self) -> &mut TestGateway {
+        &mut self.gw
     }
 }
 
@@ -260,8 +263,10 @@ impl Gateway {
         Gateway::start_with("", limits)
     }
 
+    /// As [`Gateway::start`], with extra top-level keys `top` (one setting
+    /// `decision_log` replaces the default one).
     pub fn start_with(top: &str, limits: &str) -> Gateway {
-        Gateway::start_on(free_port(), top, limits)
+        Gateway::start_on(None, top, limits)
     }
 
     /// As [`Gateway::start_with`], on a port free on UDP as well, for the
@@ -269,10 +274,10 @@ impl Gateway {
     /// listener's port over UDP, and the gateway refuses to start without
     /// it).
     pub fn start_quic(top: &str, limits: &str) -> Gateway {
-        Gateway::start_on(super::h3::free_tcp_udp_port(), top, limits)
+        Gateway::start_on(Some(free_tcp_udp_port()), top, limits)
     }
 
-    fn start_on(port: u16, top: &str, limits: &str) -> Gateway {
+    fn start_on(port: Option<u16>, top: &str, limits: &str) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki::new(
             dir.path(),
@@ -292,22 +297,19 @@ impl Gateway {
         let app = Recorder::start(Duration::ZERO);
         let secret = Recorder::start(Duration::ZERO);
         let slow = Recorder::start(Duration::from_secs(4));
-        let admin = free_port();
+        let mut builder = TestGateway::builder(dir, pki, POLICY)
+            .reload_poll_secs(1)
+            .log_level("info")
+            .append_log();
+        if let Some(port) = port {
+            builder = builder.port(port);
+        }
+        if top.contains("decision_log") {
+            builder = builder.without_decision_log();
+        }
         let dead = free_port();
-        std::fs::create_dir(dir.path().join("policy")).unwrap();
-        std::fs::write(dir.path().join("policy/main.json"), POLICY).unwrap();
-        let config = format!(
-            r#"
-listen = "127.0.0.1:{port}"
-admin_listen = "127.0.0.1:{admin}"
-trust_domain = "{TD}"
-trust_bundle = "root.pem"
-cert = "server.pem"
-key = "server.key"
-crls = ["inter.crl"]
-policy_dir = "policy"
-{log}reload_poll_secs = 1
-{top}
+        let gw = builder.start(&format!(
+            r#"{top}
 
 [limits]
 upstream_connect_timeout_secs = 2
@@ -336,82 +338,13 @@ upstream = "http://127.0.0.1:{dead}"
             a = app.port,
             s = secret.port,
             w = slow.port,
-            log = if top.contains("decision_log") {
-                ""
-            } else {
-                "decision_log = \"decisions.jsonl\"\n"
-            },
-        );
-        std::fs::write(dir.path().join("gateway.toml"), config).unwrap();
-        let mut gw = Gateway {
-            child: None,
-            dir,
-            port,
-            admin,
-            pki,
+        ));
+        Gateway {
+            gw,
             app,
             secret,
             slow,
-        };
-        gw.spawn();
-        gw
-    }
-
-    /// (Re)starts the gateway process on the same ports and files, and waits
-    /// until it is ready.
-    pub fn spawn(&mut self) {
-        let child = gateway::spawn(self.dir.path(), "info", true);
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("gateway exited with {status}:\n{}", self.log());
-            }
-            if self.admin_get("/readyz").0 == 200 {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "gateway not ready:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
         }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
-    }
-
-    /// Is the process still running?
-    pub fn alive(&mut self) -> bool {
-        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.path("gateway.log")).unwrap_or_default()
-    }
-
-    pub fn decisions(&self) -> Vec<serde_json::Value> {
-        gateway::decisions(&self.path("decisions.jsonl"))
-    }
-
-    /// Plain HTTP/1.0 GET on the admin listener: (status, body).
-    pub fn admin_get(&self, path: &str) -> (u16, String) {
-        gateway::admin_get(self.admin, path)
-    }
-
-    /// The value of one metric sample (0 if absent).
-    pub fn metric(&self, name_and_labels: &str) -> f64 {
-        gateway::metric(self.admin, name_and_labels)
-    }
-
-    pub fn sighup(&self) {
-        gateway::signal(self.pid(), "HUP");
     }
 
     /// Sends `bytes` over TLS (SNI `sni`, client cert `cert`, ALPN `alpn`)
@@ -579,18 +512,6 @@ impl Gateway {
 }
 
 impl Gateway {
-    /// Replaces the policy with `text` and waits until the gateway has
-    /// loaded it (its policy reload counter moves).
-    pub fn reload_policy(&self, text: &str) {
-        let counter = "ward_gateway_reloads_total{part=\"policy\"}";
-        let before = self.metric(counter);
-        let tmp = self.path("policy/.main.json.tmp");
-        std::fs::write(&tmp, text).unwrap();
-        std::fs::rename(tmp, self.path("policy/main.json")).unwrap();
-        self.sighup();
-        wait_until("the new policy", 15, || self.metric(counter) > before);
-    }
-
     /// Hand-made HTTP/3 requests (`tests/clients/h3_attack.py`, aioquic),
     /// one QUIC connection each, with SNI `sni`: every case is
     /// `{"headers": [[name, value], ...], "data": optional body}`, sent
