@@ -7,7 +7,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::ops::{Deref, DerefMut};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 mod common;
 
 use common::free_port;
-use common::gateway::{self, read_head};
+use common::gateway::{TestGateway, read_head};
 use common::h3::wait_until;
 use common::pki::{CLIENT, Leaf, OTHER, Pki, TD, dns, localhost_ip, uri};
 
@@ -161,19 +161,23 @@ const DENY_ALL_POLICY: &str = r#"{
   ]
 }"#;
 
+/// The shared [`TestGateway`] (which it derefs to) with this file's
+/// counting upstream.
 struct Gateway {
-    child: Child,
-    dir: tempfile::TempDir,
-    port: u16,
-    admin: u16,
-    pki: Pki,
+    gw: TestGateway,
     upstream: Upstream,
 }
 
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl Deref for Gateway {
+    type Target = TestGateway;
+    fn deref(&self) -> &TestGateway {
+        &self.gw
+    }
+}
+
+impl DerefMut for Gateway {
+    fn deref_mut(&mut self) -> &mut TestGateway {
+        &mut self.gw
     }
 }
 
@@ -206,10 +210,7 @@ impl Gateway {
         let upstream = Upstream::start();
         let echo = echo_server();
         let dead = free_port();
-        let port = free_port();
-        let admin = free_port();
         std::fs::create_dir(dir.path().join("policy")).unwrap();
-        std::fs::write(dir.path().join("policy/main.json"), ALLOW_POLICY).unwrap();
         std::fs::create_dir(dir.path().join("candidate")).unwrap();
         std::fs::write(dir.path().join("candidate/main.json"), CANDIDATE_POLICY).unwrap();
         std::fs::write(
@@ -217,19 +218,10 @@ impl Gateway {
             format!(r#"{{"Groups": {{"testers": ["{CLIENT}"]}}}}"#),
         )
         .unwrap();
-        let config = format!(
-            r#"
-listen = "127.0.0.1:{port}"
-admin_listen = "127.0.0.1:{admin}"
-trust_domain = "{TD}"
-trust_bundle = "root.pem"
-cert = "server.pem"
-key = "server.key"
-crls = ["inter.crl"]
-policy_dir = "policy"
-decision_log = "decisions.jsonl"
-reload_poll_secs = 1
-{top}
+        let gw = TestGateway::builder(dir, pki, ALLOW_POLICY)
+            .reload_poll_secs(1)
+            .start(&format!(
+                r#"{top}
 
 [limits]
 upstream_connect_timeout_secs = 2
@@ -253,61 +245,20 @@ upstream = "127.0.0.1:{echo}"
 
 {routes}
 "#,
-            up = upstream.port,
-            routes = routes.replace("{up}", &upstream.port.to_string()),
-        );
-        std::fs::write(dir.path().join("gateway.toml"), config).unwrap();
-        let child = gateway::spawn(dir.path(), "info,ward_gateway=debug", false);
-        let mut gw = Gateway {
-            child,
-            dir,
-            port,
-            admin,
-            pki,
-            upstream,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = gw.child.try_wait().unwrap() {
-                panic!("gateway exited with {status}:\n{}", gw.log());
-            }
-            if gw.admin_get("/readyz").0 == 200 {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "gateway not ready:\n{}",
-                gw.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        gw
+                up = upstream.port,
+                routes = routes.replace("{up}", &upstream.port.to_string()),
+            ));
+        Gateway { gw, upstream }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.path("gateway.log")).unwrap_or_default()
-    }
-
+    /// The decision log; unlike [`TestGateway::decisions`], a line that is
+    /// not JSON fails the test (every line this gateway writes must parse).
     fn decisions(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(self.path("decisions.jsonl"))
             .unwrap_or_default()
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
-    }
-
-    /// Plain HTTP/1.0 GET on the admin listener: (status, body).
-    fn admin_get(&self, path: &str) -> (u16, String) {
-        gateway::admin_get(self.admin, path)
-    }
-
-    /// The value of one metric sample (0 if absent).
-    fn metric(&self, name_and_labels: &str) -> f64 {
-        gateway::metric(self.admin, name_and_labels)
     }
 
     /// curl with the named client certificate against `host` (resolved to
@@ -329,17 +280,6 @@ upstream = "127.0.0.1:{echo}"
             c.arg(format!("https://{host}:{}{p}", self.port));
         }
         c.output().unwrap()
-    }
-
-    fn sighup(&self) {
-        gateway::signal(self.child.id(), "HUP");
-    }
-
-    fn write_policy(&self, text: &str) {
-        let tmp = self.path("policy/.main.json.tmp");
-        std::fs::write(&tmp, text).unwrap();
-        std::fs::rename(tmp, self.path("policy/main.json")).unwrap();
-        self.sighup();
     }
 }
 
@@ -1000,7 +940,7 @@ fn sigterm_drains_in_flight_requests_then_exits() {
     let slow = slow.spawn().unwrap();
     wait_until("slow request in flight", || gw.upstream.count() == 1);
     let ok = Command::new("kill")
-        .args(["-TERM", &gw.child.id().to_string()])
+        .args(["-TERM", &gw.pid().to_string()])
         .status()
         .unwrap();
     assert!(ok.success());
@@ -1012,7 +952,7 @@ fn sigterm_drains_in_flight_requests_then_exits() {
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
-        if let Some(st) = gw.child.try_wait().unwrap() {
+        if let Some(st) = gw.child.as_mut().unwrap().try_wait().unwrap() {
             break st;
         }
         assert!(
