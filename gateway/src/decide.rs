@@ -55,12 +55,16 @@ pub struct Context {
     own: BTreeMap<String, Value>,
 }
 
-/// The shared keys of a [`Context`], in both forms.
+/// The shared keys of a [`Context`], in every form a request needs.
 #[derive(Debug, Default)]
 struct BaseContext {
     json: BTreeMap<String, Value>,
     /// The same keys as ward-policy takes them (lower-cased, text values).
     policy: Arc<ward_policy::Context>,
+    /// Each entry of `json`, in its order, as its `"key":value` text in
+    /// the decision log (empty if it could not be rendered; then it is
+    /// rendered with the line).
+    rendered: Vec<Vec<u8>>,
 }
 
 impl Context {
@@ -81,24 +85,56 @@ impl Context {
 
     /// Every key in order with its value.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.entries().map(|e| match e {
+            Entry::Own(k, v) | Entry::Base(k, v, _) => (k, v),
+        })
+    }
+
+    /// The merged keys, each saying where it comes from.
+    fn entries(&self) -> impl Iterator<Item = Entry<'_>> {
         let mut own = self.own.iter().peekable();
-        let mut base = self.base.json.iter().peekable();
+        let mut base = self.base.json.iter().enumerate().peekable();
         std::iter::from_fn(move || {
             let own_key: Option<&String> = own.peek().map(|(k, _)| *k);
-            let base_key: Option<&String> = base.peek().map(|(k, _)| *k);
-            let next = match (own_key, base_key) {
-                (None, None) => None,
-                (Some(_), None) => own.next(),
-                (None, Some(_)) => base.next(),
+            let base_key: Option<&String> = base.peek().map(|(_, (k, _))| *k);
+            let from_own = match (own_key, base_key) {
+                (None, None) => return None,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
                 (Some(o), Some(b)) => {
                     if o == b {
                         base.next();
                     }
-                    if o <= b { own.next() } else { base.next() }
+                    o <= b
                 }
             };
-            next.map(|(k, v)| (k.as_str(), v))
+            if from_own {
+                own.next().map(|(k, v)| Entry::Own(k, v))
+            } else {
+                base.next().map(|(i, (k, v))| Entry::Base(k, v, i))
+            }
         })
+    }
+
+    /// Writes the context as the JSON object [`Serialize`] makes, the
+    /// shared keys from their text rendered once with the base.
+    fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        out.push(b'{');
+        for (n, e) in self.entries().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            match e {
+                Entry::Base(_, _, i)
+                    if self.base.rendered.get(i).is_some_and(|t| !t.is_empty()) =>
+                {
+                    out.extend_from_slice(self.base.rendered.get(i).map_or(&[][..], |t| t));
+                }
+                Entry::Own(k, v) | Entry::Base(k, v, _) => write_entry(out, k, v)?,
+            }
+        }
+        out.push(b'}');
+        Ok(())
     }
 
     /// Makes the keys set so far the shared base of later layers: the
@@ -107,13 +143,20 @@ impl Context {
         let mut json = self.base.json.clone();
         json.extend(self.own);
         let mut policy = ward_policy::Context::new();
+        let mut rendered = Vec::with_capacity(json.len());
         for (k, v) in &json {
             add_policy_key(&mut policy, k, v);
+            let mut text = Vec::new();
+            if write_entry(&mut text, k, v).is_err() {
+                text.clear();
+            }
+            rendered.push(text);
         }
         Context {
             base: Arc::new(BaseContext {
                 json,
                 policy: Arc::new(policy),
+                rendered,
             }),
             own: BTreeMap::new(),
         }
@@ -148,6 +191,19 @@ impl std::ops::Index<&str> for Context {
         static NULL: Value = Value::Null;
         self.get(key).unwrap_or(&NULL)
     }
+}
+
+/// One key of a [`Context`]: its own, or its base's `i`-th.
+enum Entry<'a> {
+    Own(&'a str, &'a Value),
+    Base(&'a str, &'a Value, usize),
+}
+
+/// `"key":value` as JSON.
+fn write_entry(out: &mut Vec<u8>, k: &str, v: &Value) -> serde_json::Result<()> {
+    serde_json::to_writer(&mut *out, k)?;
+    out.push(b':');
+    serde_json::to_writer(&mut *out, v)
 }
 
 /// One key in ward-policy's form: strings as they are, arrays as sets of
@@ -343,9 +399,14 @@ pub struct Decider {
 /// One decision line. Fields in alphabetical order: the line is
 /// byte-for-byte what the earlier `serde_json::Value` rendering produced,
 /// without building (and cloning the context into) a `Value` first.
+/// [`DecisionLine::render`] writes `action` and `context` (the
+/// connection's keys from their text made once per connection), serde
+/// the rest.
 #[derive(Serialize)]
 struct DecisionLine<'a> {
+    #[serde(skip)]
     action: &'a str,
+    #[serde(skip)]
     context: &'a Context,
     decision_id: &'a str,
     email: &'a Option<String>,
@@ -363,6 +424,25 @@ struct DecisionLine<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     shadow: Option<ShadowLine<'a>>,
     time: &'a str,
+}
+
+impl DecisionLine<'_> {
+    /// The JSON object, as a derived `Serialize` of every field would
+    /// write it.
+    fn render(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        out.extend_from_slice(br#"{"action":"#);
+        serde_json::to_writer(&mut *out, self.action)?;
+        out.extend_from_slice(br#","context":"#);
+        self.context.write_json(out)?;
+        // The other fields as an object whose `{` becomes the `,` that
+        // continues this one.
+        let at = out.len();
+        serde_json::to_writer(&mut *out, self)?;
+        if let Some(b) = out.get_mut(at) {
+            *b = b',';
+        }
+        Ok(())
+    }
 }
 
 /// The shadow evaluation of a decision line (alphabetical, as above).
@@ -463,7 +543,7 @@ impl Decider {
             shadow: shadow_line,
             time: &time,
         };
-        self.write(&line);
+        self.write(|out| line.render(out));
         Outcome {
             id,
             allowed: verdict.allowed,
@@ -484,7 +564,7 @@ impl Decider {
             "result": "Close",
             "reason": reason,
         });
-        self.write(&line);
+        self.write(|out| serde_json::to_writer(out, &line));
     }
 
     /// Serialises the line straight from borrowed fields (building a
@@ -492,25 +572,29 @@ impl Decider {
     /// appends it with one write call, so lines stay whole under O_APPEND
     /// and each decision is in the log before its response is sent. The
     /// buffer is the calling thread's, reused for every line it writes.
-    fn write(&self, line: &impl Serialize) {
+    fn write(&self, render: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>) {
         thread_local! {
             static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
         LINE.with(|buf| match buf.try_borrow_mut() {
             Ok(mut text) => {
                 text.clear();
-                self.write_with(line, &mut text);
+                self.write_with(render, &mut text);
                 // A rare huge line (many large headers) does not stay.
                 if text.capacity() > 64 * 1024 {
                     *text = Vec::new();
                 }
             }
-            Err(_) => self.write_with(line, &mut Vec::with_capacity(1024)),
+            Err(_) => self.write_with(render, &mut Vec::with_capacity(1024)),
         });
     }
 
-    fn write_with(&self, line: &impl Serialize, text: &mut Vec<u8>) {
-        if serde_json::to_writer(&mut *text, line).is_err() {
+    fn write_with(
+        &self,
+        render: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
+        text: &mut Vec<u8>,
+    ) {
+        if render(text).is_err() {
             // Not expected: every field is a string, number or map of them.
             self.metrics.decision_log_lost.inc();
             tracing::error!("cannot serialise a decision log line");
@@ -643,6 +727,13 @@ pub(crate) mod tests {
             serde_json::to_string(&want).unwrap(),
             "the log line's context is byte for byte the flat map's"
         );
+        let mut text = Vec::new();
+        c.write_json(&mut text).unwrap();
+        assert_eq!(
+            text,
+            serde_json::to_vec(&want).unwrap(),
+            "also from the base's own text"
+        );
         // What the policy sees: as the flat map was converted before.
         let mut policy = ward_policy::Context::new();
         for (k, v) in &want {
@@ -752,7 +843,9 @@ pub(crate) mod tests {
             "shadow": {"result": "Deny", "outcome": "ImplicitDeny",
                 "matched_sid": null, "policy_hash": "h2", "differs": true},
         });
-        assert_eq!(serde_json::to_string(&line).unwrap(), old.to_string());
+        let mut text = Vec::new();
+        line.render(&mut text).unwrap();
+        assert_eq!(String::from_utf8(text).unwrap(), old.to_string());
     }
 
     #[test]
