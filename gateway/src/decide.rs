@@ -361,7 +361,8 @@ fn put_hex(out: &mut [u8], v: u64) {
 /// The result of one decision.
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    /// Random id, returned to the client and written to the log.
+    /// Unique id ([`decision_id`]), returned to the client and written to
+    /// the log.
     pub id: String,
     /// Whether the enforced policy allowed it.
     pub allowed: bool,
