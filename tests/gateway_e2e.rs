@@ -7,7 +7,6 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::ops::{Deref, DerefMut};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -168,18 +167,7 @@ struct Gateway {
     upstream: Upstream,
 }
 
-impl Deref for Gateway {
-    type Target = TestGateway;
-    fn deref(&self) -> &TestGateway {
-        &self.gw
-    }
-}
-
-impl DerefMut for Gateway {
-    fn deref_mut(&mut self) -> &mut TestGateway {
-        &mut self.gw
-    }
-}
+common::gateway::deref_to_test_gateway!(Gateway);
 
 impl Gateway {
     fn start() -> Gateway {

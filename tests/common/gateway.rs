@@ -129,6 +129,28 @@ pub fn free_tcp_udp_port() -> u16 {
 
 // ----------------------------------------------------------- harness ----
 
+/// `impl Deref<Target = TestGateway>` (and `DerefMut`) for a test's own
+/// gateway type that holds the [`TestGateway`] in a field `gw` next to its
+/// upstreams, so that the shared fields and methods (`port`, `pki`,
+/// `path`, `log`, `metric`, `sighup`, ...) are the wrapper's too.
+macro_rules! deref_to_test_gateway {
+    ($t:ty) => {
+        impl std::ops::Deref for $t {
+            type Target = $crate::common::gateway::TestGateway;
+            fn deref(&self) -> &Self::Target {
+                &self.gw
+            }
+        }
+
+        impl std::ops::DerefMut for $t {
+            fn deref_mut(&mut self) -> &mut Self::Target {
+                &mut self.gw
+            }
+        }
+    };
+}
+pub(crate) use deref_to_test_gateway;
+
 /// How a [`TestGateway`] is set up before it starts. The config it writes
 /// begins with the keys every test gateway has (listeners, trust domain,
 /// `root.pem`/`server.pem`/`server.key` from the [`Pki`], `inter.crl`,

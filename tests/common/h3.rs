@@ -10,7 +10,6 @@
 
 use std::io::{BufReader, Read, Write};
 use std::net::TcpListener;
-use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -116,18 +115,7 @@ pub struct Gateway {
     pub upstream: Upstream,
 }
 
-impl Deref for Gateway {
-    type Target = TestGateway;
-    fn deref(&self) -> &TestGateway {
-        &self.gw
-    }
-}
-
-impl DerefMut for Gateway {
-    fn deref_mut(&mut self) -> &mut TestGateway {
-        &mut self.gw
-    }
-}
+super::gateway::deref_to_test_gateway!(Gateway);
 
 impl Gateway {
     /// Starts a gateway with one HTTP route `app` (host `app.test`) and

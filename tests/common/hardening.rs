@@ -9,7 +9,6 @@
 
 use std::io::{BufReader, Read, Write};
 use std::net::TcpListener;
-use std::ops::{Deref, DerefMut};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -241,18 +240,7 @@ pub struct Gateway {
     pub slow: Recorder,
 }
 
-impl Deref for Gateway {
-    type Target = TestGateway;
-    fn deref(&self) -> &TestGateway {
-        &self.gw
-    }
-}
-
-impl DerefMut for Gateway {
-    fn deref_mut(&mut self) -> &mut TestGateway {
-        &mut self.gw
-    }
-}
+super::gateway::deref_to_test_gateway!(Gateway);
 
 impl Gateway {
     /// Starts a gateway with routes `app` (app.test), `secret` (secret.test,
