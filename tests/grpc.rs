@@ -7,7 +7,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -37,6 +36,8 @@ struct World {
     gw: TestGateway,
     upstream: Proc,
 }
+
+common::gateway::deref_to_test_gateway!(World);
 
 impl World {
     fn start() -> World {
@@ -81,20 +82,12 @@ http2 = true
         World { gw, upstream }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
-        self.gw.path(name)
-    }
-
-    fn log(&self) -> String {
-        self.gw.log()
-    }
-
     /// One call with the client certificate: the JSON that
     /// `grpc_peer.py client` prints.
     fn call(&self, authority: &str, method: &str, stream: bool, data: &str) -> Value {
         let mut c = Command::new("python3");
         c.args([PEER, "client", "--target"])
-            .arg(format!("127.0.0.1:{}", self.gw.port))
+            .arg(format!("127.0.0.1:{}", self.port))
             .args(["--authority", authority, "--ca"])
             .arg(self.path("root.pem"))
             .arg("--cert")
@@ -124,14 +117,6 @@ http2 = true
             .line(Duration::from_secs(10))
             .expect("the upstream logged a call");
         serde_json::from_str(&line).unwrap()
-    }
-
-    fn metric(&self, name_and_labels: &str) -> f64 {
-        self.gw.metric(name_and_labels)
-    }
-
-    fn decisions(&self) -> Vec<Value> {
-        self.gw.decisions()
     }
 }
 

@@ -9,7 +9,6 @@
 
 use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Mutex};
@@ -17,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use serde_json::Value;
 
 mod common;
 
@@ -161,6 +159,8 @@ struct World {
     upstream: EchoUpstream,
 }
 
+common::gateway::deref_to_test_gateway!(World);
+
 impl World {
     fn start() -> World {
         let dir = tempfile::tempdir().unwrap();
@@ -186,30 +186,14 @@ upstream = "http://127.0.0.1:{up}"
         World { gw, upstream }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
-        self.gw.path(name)
-    }
-
-    fn log(&self) -> String {
-        self.gw.log()
-    }
-
-    fn decisions(&self) -> Vec<Value> {
-        self.gw.decisions()
-    }
-
-    fn write_policy(&self, text: &str) {
-        self.gw.write_policy(text);
-    }
-
     /// Starts the h2 WebSocket client on `path`.
     fn client(&self, path: &str) -> WsClient {
         let mut child = Command::new("python3")
             .arg(CLIENT_PY)
             .arg("--connect")
-            .arg(format!("127.0.0.1:{}", self.gw.port))
+            .arg(format!("127.0.0.1:{}", self.port))
             .arg("--authority")
-            .arg(format!("app.test:{}", self.gw.port))
+            .arg(format!("app.test:{}", self.port))
             .args(["--path", path, "--ca"])
             .arg(self.path("root.pem"))
             .arg("--cert")
@@ -435,7 +419,7 @@ fn an_open_websocket_over_http2_is_closed_when_the_policy_no_longer_allows_it() 
         .expect("the re-check decision is logged");
     assert_eq!(recheck["matched_sid"], "Lockdown");
     assert_eq!(
-        w.gw.metric("ward_gateway_rechecks_closed_total{reason=\"policy\"}"),
+        w.metric("ward_gateway_rechecks_closed_total{reason=\"policy\"}"),
         1.0
     );
 
