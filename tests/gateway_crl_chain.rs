@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,8 @@ struct Gateway {
     inter_serial: SerialNumber,
     upstream: Upstream,
 }
+
+common::gateway::deref_to_test_gateway!(Gateway);
 
 impl Gateway {
     /// A gateway with the intermediate's CRL and the root's CRL (revoking
@@ -78,29 +80,17 @@ upstream = "http://127.0.0.1:{up}"
         }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
-        self.gw.path(name)
-    }
-
-    fn log(&self) -> String {
-        self.gw.log()
-    }
-
-    fn metric(&self, name_and_labels: &str) -> f64 {
-        self.gw.metric(name_and_labels)
-    }
-
     /// Replaces the root's CRL and waits until the gateway has reloaded it.
     fn reload_root_crl(&self, inter_revoked: bool) {
         let reloads = "ward_gateway_reloads_total{part=\"tls\"}";
         let before = self.metric(reloads);
         write_root_crl(
-            self.gw.dir.path(),
+            self.dir.path(),
             &self.root,
             &self.inter_serial,
             inter_revoked,
         );
-        self.gw.sighup();
+        self.sighup();
         wait_until("TLS reload", Duration::from_secs(15), || {
             self.metric(reloads) > before
         });
@@ -108,32 +98,16 @@ upstream = "http://127.0.0.1:{up}"
 
     /// curl as `client`, GET `path` on the route.
     fn curl(&self, path: &str, extra: &[&str]) -> Command {
-        let mut c = Command::new("curl");
-        c.args(["-sS", "--cacert"])
-            .arg(self.path("root.pem"))
-            .arg("--resolve")
-            .arg(format!("app.test:{}:127.0.0.1", self.gw.port))
-            .arg("--cert")
-            .arg(self.path("client.pem"))
-            .arg("--key")
-            .arg(self.path("client.key"))
-            .args(extra)
-            .arg(format!("https://app.test:{}{path}", self.gw.port));
+        let mut c = self.curl_command(Some("client"), "app.test");
+        c.args(extra).arg(self.url("app.test", path));
         c
     }
 
     /// HTTP/3 GET as `client`: the status, or `None` if refused.
     fn h3_get(&self, path: &str) -> Option<u16> {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/h3_client.py");
-        let out = Command::new("python3")
-            .arg(script)
-            .arg(format!("https://app.test:{}{path}", self.gw.port))
-            .arg("--ca")
-            .arg(self.path("root.pem"))
-            .args(["--connect", "127.0.0.1", "--timeout", "10", "--cert"])
-            .arg(self.path("client.pem"))
-            .arg("--key")
-            .arg(self.path("client.key"))
+        let out = self
+            .h3_client_command(Some("client"), path)
+            .args(["--timeout", "10"])
             .output()
             .unwrap();
         match out.status.code() {

@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 mod common;
 
 use common::free_port;
-use common::gateway::{TestGateway, read_head};
+use common::gateway::{TestGateway, content_length, read_head};
 use common::h3::wait_until;
 use common::pki::{CLIENT, Leaf, OTHER, Pki, TD, dns, localhost_ip, uri};
 
@@ -57,14 +57,7 @@ impl Upstream {
                             let _ = std::io::copy(&mut r, &mut w);
                             return;
                         }
-                        let len = head
-                            .lines()
-                            .find_map(|l| {
-                                let (k, v) = l.split_once(':')?;
-                                k.eq_ignore_ascii_case("content-length")
-                                    .then(|| v.trim().parse::<usize>().ok())?
-                            })
-                            .unwrap_or(0);
+                        let len = content_length(&head);
                         if head.starts_with("GET /stream") {
                             // A long streaming response: a line every 100 ms.
                             let _ = w.write_all(
@@ -252,20 +245,10 @@ upstream = "127.0.0.1:{echo}"
     /// curl with the named client certificate against `host` (resolved to
     /// the gateway); extra args before the URL(s).
     fn curl(&self, cert: Option<&str>, host: &str, extra: &[&str], paths: &[&str]) -> Output {
-        let mut c = Command::new("curl");
-        c.args(["-sS", "--max-time", "10", "--cacert"])
-            .arg(self.path("root.pem"))
-            .arg("--resolve")
-            .arg(format!("{host}:{}:127.0.0.1", self.port));
-        if let Some(name) = cert {
-            c.arg("--cert")
-                .arg(self.path(&format!("{name}.pem")))
-                .arg("--key")
-                .arg(self.path(&format!("{name}.key")));
-        }
-        c.args(extra);
+        let mut c = self.curl_command(cert, host);
+        c.args(["--max-time", "10"]).args(extra);
         for p in paths {
-            c.arg(format!("https://{host}:{}{p}", self.port));
+            c.arg(self.url(host, p));
         }
         c.output().unwrap()
     }
@@ -905,26 +888,10 @@ fn tls13_only_refuses_tls12_clients() {
 #[test]
 fn sigterm_drains_in_flight_requests_then_exits() {
     let mut gw = Gateway::start_with("", "shutdown_grace_secs = 10", "");
-    let mut slow = Command::new("curl");
-    slow.args([
-        "-sS",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "--max-time",
-        "10",
-        "--cacert",
-    ])
-    .arg(gw.path("root.pem"))
-    .arg("--resolve")
-    .arg(format!("app.test:{}:127.0.0.1", gw.port))
-    .arg("--cert")
-    .arg(gw.path("client.pem"))
-    .arg("--key")
-    .arg(gw.path("client.key"))
-    .arg(format!("https://app.test:{}/slow", gw.port))
-    .stdout(Stdio::piped());
+    let mut slow = gw.curl_command(Some("client"), "app.test");
+    slow.args(["-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10"])
+        .arg(gw.url("app.test", "/slow"))
+        .stdout(Stdio::piped());
     let slow = slow.spawn().unwrap();
     wait_until("slow request in flight", || gw.upstream.count() == 1);
     let ok = Command::new("kill")
@@ -1281,16 +1248,9 @@ fn the_decision_log_replays_with_ward_policy_simulate() {
 #[test]
 fn open_http2_streams_are_killed_when_the_policy_changes() {
     let gw = Gateway::start();
-    let mut curl = Command::new("curl");
-    curl.args(["-sS", "--http2", "-N", "--max-time", "20", "--cacert"])
-        .arg(gw.path("root.pem"))
-        .arg("--resolve")
-        .arg(format!("app.test:{}:127.0.0.1", gw.port))
-        .arg("--cert")
-        .arg(gw.path("client.pem"))
-        .arg("--key")
-        .arg(gw.path("client.key"))
-        .arg(format!("https://app.test:{}/stream", gw.port))
+    let mut curl = gw.curl_command(Some("client"), "app.test");
+    curl.args(["--http2", "-N", "--max-time", "20"])
+        .arg(gw.url("app.test", "/stream"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let started = Instant::now();

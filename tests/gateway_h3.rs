@@ -14,7 +14,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -75,18 +74,9 @@ fn parse(text: &str) -> (u16, Vec<(String, String)>, String) {
 }
 
 fn curl(gw: &Gateway, version: &str, cert: Option<&str>, path: &str) -> Reply {
-    let mut c = Command::new("curl");
-    c.args(["-sS", "-i", "--max-time", "10", version, "--cacert"])
-        .arg(gw.path("root.pem"))
-        .arg("--resolve")
-        .arg(format!("app.test:{}:127.0.0.1", gw.port));
-    if let Some(name) = cert {
-        c.arg("--cert")
-            .arg(gw.path(&format!("{name}.pem")))
-            .arg("--key")
-            .arg(gw.path(&format!("{name}.key")));
-    }
-    c.arg(format!("https://app.test:{}{path}", gw.port));
+    let mut c = gw.curl_command(cert, "app.test");
+    c.args(["-i", "--max-time", "10", version])
+        .arg(gw.url("app.test", path));
     let out = c.output().unwrap();
     let detail = String::from_utf8_lossy(&out.stderr).to_string();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -113,21 +103,12 @@ fn curl(gw: &Gateway, version: &str, cert: Option<&str>, path: &str) -> Reply {
 }
 
 fn aioquic(gw: &Gateway, cert: Option<&str>, path: &str, extra: &[&str]) -> Reply {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/h3_client.py");
-    let mut c = Command::new("python3");
-    c.arg(script)
-        .arg(format!("https://app.test:{}{path}", gw.port))
-        .arg("--ca")
-        .arg(gw.path("root.pem"))
-        .args(["--connect", "127.0.0.1", "--timeout", "10"])
-        .args(extra);
-    if let Some(name) = cert {
-        c.arg("--cert")
-            .arg(gw.path(&format!("{name}.pem")))
-            .arg("--key")
-            .arg(gw.path(&format!("{name}.key")));
-    }
-    let out = c.output().unwrap();
+    let out = gw
+        .h3_client_command(cert, path)
+        .args(["--timeout", "10"])
+        .args(extra)
+        .output()
+        .unwrap();
     let detail = String::from_utf8_lossy(&out.stderr).to_string();
     let (outcome, text) = match out.status.code() {
         Some(0) => {

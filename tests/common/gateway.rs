@@ -37,6 +37,19 @@ pub fn read_head(r: &mut BufReader<TcpStream>) -> Option<String> {
     None
 }
 
+/// The first parsable `Content-Length` of a request head read by
+/// [`read_head`] (0 without one): how many body bytes a test upstream
+/// reads before it answers.
+pub fn content_length(head: &str) -> usize {
+    head.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0)
+}
+
 /// Plain HTTP/1.0 GET on the admin listener at `admin`: (status, body);
 /// `(0, "")` if nothing listens. Reads for at most 5 s.
 pub fn admin_get(admin: u16, path: &str) -> (u16, String) {
@@ -151,6 +164,27 @@ macro_rules! deref_to_test_gateway {
 }
 pub(crate) use deref_to_test_gateway;
 
+/// Where a [`TestGateway`] listens for TLS.
+#[derive(Clone, Copy)]
+enum ListenPort {
+    /// Any port free on TCP, chosen again if it is taken at start-up.
+    Free,
+    /// Any port free on TCP and UDP ([`free_tcp_udp_port`]), likewise.
+    FreeTcpUdp,
+    /// This one.
+    Fixed(u16),
+}
+
+impl ListenPort {
+    fn pick(self) -> u16 {
+        match self {
+            ListenPort::Free => free_port(),
+            ListenPort::FreeTcpUdp => free_tcp_udp_port(),
+            ListenPort::Fixed(port) => port,
+        }
+    }
+}
+
 /// How a [`TestGateway`] is set up before it starts. The config it writes
 /// begins with the keys every test gateway has (listeners, trust domain,
 /// `root.pem`/`server.pem`/`server.key` from the [`Pki`], `inter.crl`,
@@ -160,8 +194,7 @@ pub struct GatewayBuilder {
     dir: tempfile::TempDir,
     pki: Pki,
     policy: String,
-    port: u16,
-    admin: u16,
+    port: ListenPort,
     trust_bundle: String,
     crls: Vec<String>,
     decision_log: bool,
@@ -171,23 +204,23 @@ pub struct GatewayBuilder {
     ready_within: Duration,
 }
 
-impl GatewayBuilder {
-    /// The gateway's TLS port (chosen when the builder was made), for a
-    /// config fragment or an upstream that must know it in advance.
-    pub fn listen_port(&self) -> u16 {
-        self.port
-    }
+/// How often a start that found its port taken is tried on new ports.
+const START_ATTEMPTS: usize = 3;
 
+impl GatewayBuilder {
     /// Listens on `port` instead of a free TCP port.
     pub fn port(mut self, port: u16) -> Self {
-        self.port = port;
+        self.port = ListenPort::Fixed(port);
         self
     }
 
     /// Listens on a port free on UDP as well ([`free_tcp_udp_port`]), for
-    /// the tests that speak HTTP/3 to it.
-    pub fn quic(self) -> Self {
-        self.port(free_tcp_udp_port())
+    /// the tests that speak HTTP/3 to it (the QUIC listener binds the TCP
+    /// listener's port over UDP, and the gateway refuses to start without
+    /// it).
+    pub fn quic(mut self) -> Self {
+        self.port = ListenPort::FreeTcpUdp;
+        self
     }
 
     /// `trust_bundle` file in the directory (default `root.pem`).
@@ -234,61 +267,71 @@ impl GatewayBuilder {
         self
     }
 
-    /// Writes the config (header, then `fragment`) and the policy, starts
+    /// Writes the policy and the config (header, then `fragment`), starts
     /// the process and waits until it is ready; panics with its log if it
     /// exits or is not ready in time.
     pub fn start(self, fragment: &str) -> TestGateway {
-        let mut gw = self.write(fragment);
-        gw.spawn();
-        gw
+        self.try_start(fragment)
+            .unwrap_or_else(|log| panic!("{log}"))
     }
 
     /// As [`GatewayBuilder::start`], handing back the log instead of
-    /// panicking, for a caller that retries (a port free when chosen may be
-    /// taken before the gateway binds it).
+    /// panicking. A port that was free when chosen may be taken by the
+    /// time the gateway binds it (tests run in parallel): then the start is
+    /// tried again on new ports, up to [`START_ATTEMPTS`] times in all.
     pub fn try_start(self, fragment: &str) -> Result<TestGateway, String> {
-        let mut gw = self.write(fragment);
-        gw.try_spawn()?;
-        Ok(gw)
-    }
-
-    fn write(self, fragment: &str) -> TestGateway {
         let dir = self.dir.path();
         std::fs::create_dir_all(dir.join("policy")).unwrap();
         std::fs::write(dir.join("policy/main.json"), &self.policy).unwrap();
-        let mut config = format!(
-            r#"
-listen = "127.0.0.1:{port}"
-admin_listen = "127.0.0.1:{admin}"
-trust_domain = "{TD}"
+        let mut rest = format!(
+            r#"trust_domain = "{TD}"
 trust_bundle = "{bundle}"
 cert = "server.pem"
 key = "server.key"
 crls = {crls:?}
 policy_dir = "policy"
 "#,
-            port = self.port,
-            admin = self.admin,
             bundle = self.trust_bundle,
             crls = self.crls,
         );
         if self.decision_log {
-            config.push_str("decision_log = \"decisions.jsonl\"\n");
+            rest.push_str("decision_log = \"decisions.jsonl\"\n");
         }
         if let Some(secs) = self.reload_poll_secs {
-            config.push_str(&format!("reload_poll_secs = {secs}\n"));
+            rest.push_str(&format!("reload_poll_secs = {secs}\n"));
         }
-        config.push_str(fragment);
-        std::fs::write(dir.join("gateway.toml"), config).unwrap();
-        TestGateway {
+        rest.push_str(fragment);
+        let listen = self.port;
+        let mut gw = TestGateway {
             child: None,
             dir: self.dir,
             pki: self.pki,
-            port: self.port,
-            admin: self.admin,
+            port: listen.pick(),
+            admin: free_port(),
             log_level: self.log_level,
             append_log: self.append_log,
             ready_within: self.ready_within,
+        };
+        let mut attempt = 1;
+        loop {
+            let config = format!(
+                "\nlisten = \"127.0.0.1:{}\"\nadmin_listen = \"127.0.0.1:{}\"\n{rest}",
+                gw.port, gw.admin
+            );
+            std::fs::write(gw.path("gateway.toml"), config).unwrap();
+            match gw.try_spawn() {
+                Ok(()) => return Ok(gw),
+                Err(log)
+                    if attempt < START_ATTEMPTS
+                        && log.contains("Address already in use")
+                        && !matches!(listen, ListenPort::Fixed(_)) =>
+                {
+                    attempt += 1;
+                    gw.port = listen.pick();
+                    gw.admin = free_port();
+                }
+                Err(log) => return Err(log),
+            }
         }
     }
 }
@@ -315,14 +358,14 @@ impl Drop for TestGateway {
 
 impl TestGateway {
     /// A gateway on `dir` (where `pki` wrote its files) under `policy`,
-    /// with the defaults of [`GatewayBuilder`]; free ports are chosen now.
+    /// with the defaults of [`GatewayBuilder`]; its ports are chosen when
+    /// it starts.
     pub fn builder(dir: tempfile::TempDir, pki: Pki, policy: &str) -> GatewayBuilder {
         GatewayBuilder {
             dir,
             pki,
             policy: policy.into(),
-            port: free_port(),
-            admin: free_port(),
+            port: ListenPort::Free,
             trust_bundle: "root.pem".into(),
             crls: vec!["inter.crl".into()],
             decision_log: true,
@@ -423,6 +466,50 @@ impl TestGateway {
             std::thread::sleep(Duration::from_millis(50));
         }
         false
+    }
+
+    /// `https://<host>:<port><path>` on this gateway.
+    pub fn url(&self, host: &str, path: &str) -> String {
+        format!("https://{host}:{}{path}", self.port)
+    }
+
+    /// `curl -sS` that trusts the test root, resolves `host` to this
+    /// gateway and, with `cert`, presents `<cert>.pem`/`<cert>.key`; the
+    /// caller adds its options and URLs ([`TestGateway::url`]).
+    pub fn curl_command(&self, cert: Option<&str>, host: &str) -> Command {
+        let mut c = Command::new("curl");
+        c.args(["-sS", "--cacert"])
+            .arg(self.path("root.pem"))
+            .arg("--resolve")
+            .arg(format!("{host}:{}:127.0.0.1", self.port));
+        if let Some(name) = cert {
+            c.arg("--cert")
+                .arg(self.path(&format!("{name}.pem")))
+                .arg("--key")
+                .arg(self.path(&format!("{name}.key")));
+        }
+        c
+    }
+
+    /// `tests/clients/h3_client.py` (aioquic) for `path` on `app.test`,
+    /// connecting to 127.0.0.1 and trusting the test root, with `cert` as
+    /// for [`TestGateway::curl_command`]; the caller adds `--timeout` and
+    /// the rest.
+    pub fn h3_client_command(&self, cert: Option<&str>, path: &str) -> Command {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/h3_client.py");
+        let mut c = Command::new("python3");
+        c.arg(script)
+            .arg(self.url("app.test", path))
+            .arg("--ca")
+            .arg(self.path("root.pem"))
+            .args(["--connect", "127.0.0.1"]);
+        if let Some(name) = cert {
+            c.arg("--cert")
+                .arg(self.path(&format!("{name}.pem")))
+                .arg("--key")
+                .arg(self.path(&format!("{name}.key")));
+        }
+        c
     }
 
     /// Replaces the policy (atomically: the gateway may poll) and sends

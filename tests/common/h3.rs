@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use super::gateway::{TestGateway, read_head};
+use super::gateway::{TestGateway, content_length, read_head};
 pub use super::pki::{CLIENT, Leaf, OTHER, Pki, uri};
 use super::pki::{dns, localhost_ip};
 
@@ -55,14 +55,7 @@ impl Upstream {
                             let _ = w.write_all(b"0\r\n\r\n");
                             continue;
                         }
-                        let len = head
-                            .lines()
-                            .find_map(|l| {
-                                let (k, v) = l.split_once(':')?;
-                                k.eq_ignore_ascii_case("content-length")
-                                    .then(|| v.trim().parse::<usize>().ok())?
-                            })
-                            .unwrap_or(0);
+                        let len = content_length(&head);
                         let mut body = vec![0; len];
                         if r.read_exact(&mut body).is_err() {
                             return;
@@ -122,19 +115,6 @@ impl Gateway {
     /// `extra` appended to the config; `prepare` runs on the PKI before the
     /// gateway starts (to issue or revoke certificates).
     pub fn start(extra: &str, prepare: impl Fn(&mut Pki)) -> Gateway {
-        let mut last = String::new();
-        // The port is free when chosen but another process may take it
-        // before the gateway binds it: retry a few times.
-        for _ in 0..3 {
-            match Gateway::try_start(extra, &prepare) {
-                Ok(gw) => return gw,
-                Err(log) => last = log,
-            }
-        }
-        panic!("gateway did not start:\n{last}");
-    }
-
-    fn try_start(extra: &str, prepare: &impl Fn(&mut Pki)) -> Result<Gateway, String> {
         let dir = tempfile::tempdir().unwrap();
         let mut pki = Pki::new(
             dir.path(),
@@ -153,7 +133,7 @@ impl Gateway {
         let gw = TestGateway::builder(dir, pki, ALLOW_POLICY)
             .quic()
             .reload_poll_secs(1)
-            .try_start(&format!(
+            .start(&format!(
                 r#"
 {extra}
 
@@ -163,8 +143,8 @@ host = "app.test"
 upstream = "http://127.0.0.1:{up}"
 "#,
                 up = upstream.port,
-            ))?;
-        Ok(Gateway { gw, upstream })
+            ));
+        Gateway { gw, upstream }
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::gateway::{TestGateway, free_tcp_udp_port, read_head};
+use super::gateway::{TestGateway, content_length, read_head};
 pub use super::pki::{CLIENT, OTHER, Pki, uri};
 use super::pki::{dns, localhost_ip};
 
@@ -119,14 +119,7 @@ impl Recorder {
                     let mut r = BufReader::new(s);
                     while let Some(head) = read_head(&mut r) {
                         h.lock().unwrap().push(head.clone());
-                        let len = head
-                            .lines()
-                            .find_map(|l| {
-                                let (k, v) = l.split_once(':')?;
-                                k.eq_ignore_ascii_case("content-length")
-                                    .then(|| v.trim().parse::<usize>().ok())?
-                            })
-                            .unwrap_or(0);
+                        let len = content_length(&head);
                         let mut body = vec![0; len.min(1 << 20)];
                         if r.read_exact(&mut body).is_err() {
                             break;
@@ -254,7 +247,7 @@ impl Gateway {
     /// As [`Gateway::start`], with extra top-level keys `top` (one setting
     /// `decision_log` replaces the default one).
     pub fn start_with(top: &str, limits: &str) -> Gateway {
-        Gateway::start_on(None, top, limits)
+        Gateway::start_on(false, top, limits)
     }
 
     /// As [`Gateway::start_with`], on a port free on UDP as well, for the
@@ -262,10 +255,10 @@ impl Gateway {
     /// listener's port over UDP, and the gateway refuses to start without
     /// it).
     pub fn start_quic(top: &str, limits: &str) -> Gateway {
-        Gateway::start_on(Some(free_tcp_udp_port()), top, limits)
+        Gateway::start_on(true, top, limits)
     }
 
-    fn start_on(port: Option<u16>, top: &str, limits: &str) -> Gateway {
+    fn start_on(quic: bool, top: &str, limits: &str) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki::new(
             dir.path(),
@@ -289,8 +282,8 @@ impl Gateway {
             .reload_poll_secs(1)
             .log_level("info")
             .append_log();
-        if let Some(port) = port {
-            builder = builder.port(port);
+        if quic {
+            builder = builder.quic();
         }
         if top.contains("decision_log") {
             builder = builder.without_decision_log();
@@ -441,19 +434,9 @@ upstream = "http://127.0.0.1:{dead}"
         extra: &[&str],
         path: &str,
     ) -> std::process::Output {
-        let mut c = Command::new("curl");
-        c.args(["-sS", "--max-time", "10", "--cacert"])
-            .arg(self.path("root.pem"))
-            .arg("--resolve")
-            .arg(format!("{host}:{}:127.0.0.1", self.port));
-        if let Some(name) = cert {
-            c.arg("--cert")
-                .arg(self.path(&format!("{name}.pem")))
-                .arg("--key")
-                .arg(self.path(&format!("{name}.key")));
-        }
-        c.args(extra);
-        c.arg(format!("https://{host}:{}{path}", self.port));
+        let mut c = self.curl_command(cert, host);
+        c.args(["--max-time", "10"]).args(extra);
+        c.arg(self.url(host, path));
         c.output().unwrap()
     }
 
@@ -471,20 +454,11 @@ impl Gateway {
     /// Status codes of GETs for `paths`, all on one curl connection (0 for
     /// a transport failure).
     pub fn statuses(&self, cert: Option<&str>, host: &str, paths: &[String]) -> Vec<u16> {
-        let mut c = Command::new("curl");
-        c.args(["-sS", "--max-time", "20", "--cacert"])
-            .arg(self.path("root.pem"))
-            .arg("--resolve")
-            .arg(format!("{host}:{}:127.0.0.1", self.port));
-        if let Some(name) = cert {
-            c.arg("--cert")
-                .arg(self.path(&format!("{name}.pem")))
-                .arg("--key")
-                .arg(self.path(&format!("{name}.key")));
-        }
+        let mut c = self.curl_command(cert, host);
+        c.args(["--max-time", "20"]);
         for p in paths {
             c.args(["-o", "/dev/null", "-w", "%{http_code}\\n"]);
-            c.arg(format!("https://{host}:{}{p}", self.port));
+            c.arg(self.url(host, p));
         }
         let out = c.output().unwrap();
         let mut v: Vec<u16> = String::from_utf8_lossy(&out.stdout)
