@@ -15,8 +15,8 @@ use rcgen::{CertifiedIssuer, KeyPair, SerialNumber};
 
 mod common;
 
-use common::gateway::TestGateway;
-use common::h3::{ALLOW_POLICY, Upstream};
+use common::gateway::{CountingUpstream, TestGateway};
+use common::h3::{ALLOW_POLICY, start_upstream};
 use common::pki::{CLIENT, Leaf, Pki, atomic_write, crl_pem, dns, localhost_ip, uri};
 use common::wait_until;
 
@@ -24,7 +24,7 @@ struct Gateway {
     gw: TestGateway,
     root: CertifiedIssuer<'static, KeyPair>,
     inter_serial: SerialNumber,
-    upstream: Upstream,
+    upstream: CountingUpstream,
 }
 
 common::gateway::deref_to_test_gateway!(Gateway);
@@ -57,7 +57,7 @@ impl Gateway {
         )
         .unwrap();
         write_root_crl(dir.path(), &root, &inter_serial, inter_revoked);
-        let upstream = Upstream::start();
+        let upstream = start_upstream();
         let gw = TestGateway::builder(dir, pki, ALLOW_POLICY)
             .quic()
             .trust_bundle("bundle.pem")

@@ -8,8 +8,6 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
@@ -21,81 +19,46 @@ use time::OffsetDateTime;
 mod common;
 
 use common::free_port;
-use common::gateway::{TestGateway, content_length, read_head};
+use common::gateway::{CountingUpstream, TestGateway, content_length, stream_ticks};
 use common::h3::wait_until;
 use common::pki::{CLIENT, Leaf, OTHER, Pki, TD, dns, localhost_ip, uri};
 
 // ---------------------------------------------------------- upstreams ----
 
-/// A tiny HTTP/1.1 upstream: counts requests and answers with the request
-/// head it received as the body (keep-alive, Content-Length bodies).
-struct Upstream {
-    port: u16,
-    count: Arc<AtomicUsize>,
+/// The upstream of route `app`: counts requests and answers with the
+/// request head it received as the body (keep-alive, Content-Length
+/// bodies); a WebSocket upgrade is switched and echoed raw, `GET /stream`
+/// streams for 30 s, `GET /slow` answers after 1.5 s.
+fn start_upstream() -> CountingUpstream {
+    CountingUpstream::start(echo_head)
 }
 
-impl Upstream {
-    fn start() -> Upstream {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        let count = Arc::new(AtomicUsize::new(0));
-        let c = count.clone();
-        std::thread::spawn(move || {
-            for s in l.incoming() {
-                let Ok(s) = s else { continue };
-                let c = c.clone();
-                std::thread::spawn(move || {
-                    let mut w = s.try_clone().unwrap();
-                    let mut r = BufReader::new(s);
-                    while let Some(head) = read_head(&mut r) {
-                        c.fetch_add(1, Ordering::SeqCst);
-                        if head.to_ascii_lowercase().contains("upgrade: websocket") {
-                            // Not a real WebSocket: switch, then echo raw bytes.
-                            let _ = w.write_all(
-                                b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n",
-                            );
-                            let _ = std::io::copy(&mut r, &mut w);
-                            return;
-                        }
-                        let len = content_length(&head);
-                        if head.starts_with("GET /stream") {
-                            // A long streaming response: a line every 100 ms.
-                            let _ = w.write_all(
-                                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
-                            );
-                            for _ in 0..300 {
-                                if w.write_all(b"5\r\ntick\n\r\n").is_err() {
-                                    return;
-                                }
-                                std::thread::sleep(Duration::from_millis(100));
-                            }
-                            let _ = w.write_all(b"0\r\n\r\n");
-                            continue;
-                        }
-                        if head.starts_with("GET /slow") {
-                            std::thread::sleep(Duration::from_millis(1500));
-                        }
-                        let mut body = vec![0; len];
-                        if r.read_exact(&mut body).is_err() {
-                            return;
-                        }
-                        let resp = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nx-ward-identity: spoofed-by-upstream-is-fine\r\n\r\n{head}",
-                            head.len()
-                        );
-                        if w.write_all(resp.as_bytes()).is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        Upstream { port, count }
+fn echo_head(head: &str, r: &mut BufReader<TcpStream>, w: &mut TcpStream) -> bool {
+    if head.to_ascii_lowercase().contains("upgrade: websocket") {
+        // Not a real WebSocket: switch, then echo raw bytes.
+        let _ = w.write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n",
+        );
+        let _ = std::io::copy(r, w);
+        return false;
     }
-
-    fn count(&self) -> usize {
-        self.count.load(Ordering::SeqCst)
+    let len = content_length(head);
+    if head.starts_with("GET /stream") {
+        // A long streaming response: a line every 100 ms.
+        return stream_ticks(w, "", 300, Duration::from_millis(100));
     }
+    if head.starts_with("GET /slow") {
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    let mut body = vec![0; len];
+    if r.read_exact(&mut body).is_err() {
+        return false;
+    }
+    let resp = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nx-ward-identity: spoofed-by-upstream-is-fine\r\n\r\n{head}",
+        head.len()
+    );
+    w.write_all(resp.as_bytes()).is_ok()
 }
 
 /// A TCP echo server for TCP routes.
@@ -157,7 +120,7 @@ const DENY_ALL_POLICY: &str = r#"{
 /// counting upstream.
 struct Gateway {
     gw: TestGateway,
-    upstream: Upstream,
+    upstream: CountingUpstream,
 }
 
 common::gateway::deref_to_test_gateway!(Gateway);
@@ -188,7 +151,7 @@ impl Gateway {
         );
         pki.issue_der("client", &Leaf::client(CLIENT), false);
         pki.issue_der("other", &Leaf::client(OTHER), false);
-        let upstream = Upstream::start();
+        let upstream = start_upstream();
         let echo = echo_server();
         let dead = free_port();
         std::fs::create_dir(dir.path().join("policy")).unwrap();

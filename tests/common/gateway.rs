@@ -14,6 +14,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::free_port;
@@ -48,6 +50,67 @@ pub fn content_length(head: &str) -> usize {
                 .then(|| v.trim().parse::<usize>().ok())?
         })
         .unwrap_or(0)
+}
+
+/// How a [`CountingUpstream`] answers one request: given its head, the
+/// connection's reader (at the start of the body) and writer; `false` ends
+/// the connection.
+pub type Answer = fn(&str, &mut BufReader<TcpStream>, &mut TcpStream) -> bool;
+
+/// A tiny HTTP/1.1 upstream on 127.0.0.1 that counts the requests it
+/// receives (on any number of keep-alive connections, a thread each) and
+/// answers each with an [`Answer`]: the count is how the tests see what got
+/// through the gateway, the answer is each test file's own.
+pub struct CountingUpstream {
+    pub port: u16,
+    count: Arc<AtomicUsize>,
+}
+
+impl CountingUpstream {
+    pub fn start(answer: Answer) -> CountingUpstream {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let count = Arc::new(AtomicUsize::new(0));
+        let c = count.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(s) = s else { continue };
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    let mut w = s.try_clone().unwrap();
+                    let mut r = BufReader::new(s);
+                    while let Some(head) = read_head(&mut r) {
+                        c.fetch_add(1, Ordering::SeqCst);
+                        if !answer(&head, &mut r, &mut w) {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        CountingUpstream { port, count }
+    }
+
+    /// Requests received so far.
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+}
+
+/// A long chunked `200` for an [`Answer`]: the head with `fields` (each
+/// ending in CRLF), then `ticks` chunks `tick\n`, `every` apart. `false`
+/// if the client went away.
+pub fn stream_ticks(w: &mut TcpStream, fields: &str, ticks: usize, every: Duration) -> bool {
+    let head = format!("HTTP/1.1 200 OK\r\n{fields}transfer-encoding: chunked\r\n\r\n");
+    let _ = w.write_all(head.as_bytes());
+    for _ in 0..ticks {
+        if w.write_all(b"5\r\ntick\n\r\n").is_err() {
+            return false;
+        }
+        std::thread::sleep(every);
+    }
+    let _ = w.write_all(b"0\r\n\r\n");
+    true
 }
 
 /// Plain HTTP/1.0 GET on the admin listener at `admin`: (status, body);

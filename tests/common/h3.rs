@@ -9,76 +9,42 @@
 #![allow(dead_code)]
 
 use std::io::{BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::TcpStream;
 use std::time::Duration;
 
-use super::gateway::{TestGateway, content_length, read_head};
+use super::gateway::{CountingUpstream, TestGateway, content_length, stream_ticks};
 pub use super::pki::{CLIENT, Leaf, OTHER, Pki, uri};
 use super::pki::{dns, localhost_ip};
 
-/// A tiny HTTP/1.1 upstream: counts requests and answers with the request
-/// head (and body) it received as the body; `GET /stream` streams for 20 s.
-pub struct Upstream {
-    pub port: u16,
-    count: Arc<AtomicUsize>,
+/// The HTTP/3 tests' upstream: counts requests and answers with the
+/// request head (and body) it received as the body; `GET /stream` streams
+/// for 20 s.
+pub fn start_upstream() -> CountingUpstream {
+    CountingUpstream::start(echo_head_and_body)
 }
 
-impl Upstream {
-    pub fn start() -> Upstream {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        let count = Arc::new(AtomicUsize::new(0));
-        let c = count.clone();
-        std::thread::spawn(move || {
-            for s in l.incoming() {
-                let Ok(s) = s else { continue };
-                let c = c.clone();
-                std::thread::spawn(move || {
-                    let mut w = s.try_clone().unwrap();
-                    let mut r = BufReader::new(s);
-                    while let Some(head) = read_head(&mut r) {
-                        c.fetch_add(1, Ordering::SeqCst);
-                        if head.starts_with("GET /stream") {
-                            // A long streaming response: a chunk every
-                            // 200 ms for 20 s.
-                            let _ = w.write_all(
-                                b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n",
-                            );
-                            for _ in 0..100 {
-                                if w.write_all(b"5\r\ntick\n\r\n").is_err() {
-                                    return;
-                                }
-                                std::thread::sleep(Duration::from_millis(200));
-                            }
-                            let _ = w.write_all(b"0\r\n\r\n");
-                            continue;
-                        }
-                        let len = content_length(&head);
-                        let mut body = vec![0; len];
-                        if r.read_exact(&mut body).is_err() {
-                            return;
-                        }
-                        let mut reply = head.clone();
-                        reply.push_str(&String::from_utf8_lossy(&body));
-                        let resp = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{reply}",
-                            reply.len()
-                        );
-                        if w.write_all(resp.as_bytes()).is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        Upstream { port, count }
+fn echo_head_and_body(head: &str, r: &mut BufReader<TcpStream>, w: &mut TcpStream) -> bool {
+    if head.starts_with("GET /stream") {
+        // A long streaming response: a chunk every 200 ms for 20 s.
+        return stream_ticks(
+            w,
+            "content-type: text/plain\r\n",
+            100,
+            Duration::from_millis(200),
+        );
     }
-
-    pub fn count(&self) -> usize {
-        self.count.load(Ordering::SeqCst)
+    let len = content_length(head);
+    let mut body = vec![0; len];
+    if r.read_exact(&mut body).is_err() {
+        return false;
     }
+    let mut reply = head.to_string();
+    reply.push_str(&String::from_utf8_lossy(&body));
+    let resp = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{reply}",
+        reply.len()
+    );
+    w.write_all(resp.as_bytes()).is_ok()
 }
 
 pub const ALLOW_POLICY: &str = r#"{
@@ -105,7 +71,7 @@ pub const DENY_ALL_POLICY: &str = r#"{
 /// it derefs to.
 pub struct Gateway {
     pub gw: TestGateway,
-    pub upstream: Upstream,
+    pub upstream: CountingUpstream,
 }
 
 super::gateway::deref_to_test_gateway!(Gateway);
@@ -129,7 +95,7 @@ impl Gateway {
         pki.issue("client", &Leaf::client(CLIENT), false);
         pki.issue("other", &Leaf::client(OTHER), false);
         prepare(&mut pki);
-        let upstream = Upstream::start();
+        let upstream = start_upstream();
         let gw = TestGateway::builder(dir, pki, ALLOW_POLICY)
             .quic()
             .reload_poll_secs(1)
