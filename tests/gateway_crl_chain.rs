@@ -17,7 +17,7 @@ mod common;
 
 use common::gateway::{CountingUpstream, TestGateway};
 use common::h3::{ALLOW_POLICY, start_upstream};
-use common::pki::{CLIENT, Leaf, Pki, atomic_write, crl_pem, dns, localhost_ip, uri};
+use common::pki::{CLIENT, Leaf, Pki, atomic_write, crl_pem, gateway_sans};
 use common::wait_until;
 
 struct Gateway {
@@ -40,11 +40,7 @@ impl Gateway {
             dir.path(),
             "ward test root",
             "ward test issuing",
-            vec![
-                dns("app.test"),
-                localhost_ip(),
-                uri("spiffe://corp.example/gateway"),
-            ],
+            gateway_sans(&["app.test"]),
         );
         pki.issue("client", &Leaf::client(CLIENT), false);
         std::fs::write(

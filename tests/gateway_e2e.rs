@@ -21,7 +21,7 @@ mod common;
 use common::free_port;
 use common::gateway::{CountingUpstream, TestGateway, content_length, stream_ticks};
 use common::h3::wait_until;
-use common::pki::{CLIENT, Leaf, OTHER, Pki, TD, dns, localhost_ip, uri};
+use common::pki::{CLIENT, Leaf, OTHER, Pki, TD, gateway_sans, uri};
 
 // ---------------------------------------------------------- upstreams ----
 
@@ -137,17 +137,15 @@ impl Gateway {
             dir.path(),
             "ward test root",
             "ward test issuing",
-            vec![
-                dns("app.test"),
-                dns("down.test"),
-                dns("db.test"),
-                dns("nowhere.test"),
-                dns("shadow.test"),
-                dns("secure.test"),
-                dns("loop.test"),
-                localhost_ip(),
-                uri("spiffe://corp.example/gateway"),
-            ],
+            gateway_sans(&[
+                "app.test",
+                "down.test",
+                "db.test",
+                "nowhere.test",
+                "shadow.test",
+                "secure.test",
+                "loop.test",
+            ]),
         );
         pki.issue_der("client", &Leaf::client(CLIENT), false);
         pki.issue_der("other", &Leaf::client(OTHER), false);

@@ -18,7 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
-use common::h3::{ALLOW_POLICY, CLIENT, DENY_ALL_POLICY, Gateway, Leaf, Pki, uri, wait_until};
+use common::h3::{ALLOW_POLICY, CLIENT, DENY_ALL_POLICY, Gateway, Leaf, Pki, wait_until};
+use common::pki::uri;
 use rcgen::{ExtendedKeyUsagePurpose, SanType};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};

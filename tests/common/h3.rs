@@ -13,8 +13,8 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use super::gateway::{CountingUpstream, TestGateway, content_length, stream_ticks};
-pub use super::pki::{CLIENT, Leaf, OTHER, Pki, uri};
-use super::pki::{dns, localhost_ip};
+use super::pki::gateway_sans;
+pub use super::pki::{CLIENT, Leaf, OTHER, Pki};
 
 /// The HTTP/3 tests' upstream: counts requests and answers with the
 /// request head (and body) it received as the body; `GET /stream` streams
@@ -86,11 +86,7 @@ impl Gateway {
             dir.path(),
             "ward test root",
             "ward test issuing",
-            vec![
-                dns("app.test"),
-                localhost_ip(),
-                uri("spiffe://corp.example/gateway"),
-            ],
+            gateway_sans(&["app.test"]),
         );
         pki.issue("client", &Leaf::client(CLIENT), false);
         pki.issue("other", &Leaf::client(OTHER), false);

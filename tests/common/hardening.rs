@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::gateway::{TestGateway, content_length, read_head};
-pub use super::pki::{CLIENT, OTHER, Pki, uri};
-use super::pki::{dns, localhost_ip};
+use super::pki::gateway_sans;
+pub use super::pki::{CLIENT, OTHER, Pki};
 
 /// The client may use route `app` (except its admin area) and nothing else;
 /// `other` may use nothing. Route `secret` is reachable by nobody, so any
@@ -264,14 +264,7 @@ impl Gateway {
             dir.path(),
             "ward hardening root",
             "ward hardening issuing",
-            vec![
-                dns("app.test"),
-                dns("secret.test"),
-                dns("slow.test"),
-                dns("down.test"),
-                localhost_ip(),
-                uri("spiffe://corp.example/gateway"),
-            ],
+            gateway_sans(&["app.test", "secret.test", "slow.test", "down.test"]),
         );
         pki.issue_client("client", CLIENT);
         pki.issue_client("other", OTHER);

@@ -58,6 +58,16 @@ pub fn localhost_ip() -> SanType {
     SanType::IpAddress(IpAddr::from([127, 0, 0, 1]))
 }
 
+/// The SANs of a gateway's own certificate in the tests: each of `hosts`,
+/// 127.0.0.1, and the gateway's SPIFFE ID (it presents the same certificate
+/// to upstreams that want mTLS).
+pub fn gateway_sans(hosts: &[&str]) -> Vec<SanType> {
+    let mut sans: Vec<SanType> = hosts.iter().map(|h| dns(h)).collect();
+    sans.push(localhost_ip());
+    sans.push(uri("spiffe://corp.example/gateway"));
+    sans
+}
+
 /// How a leaf differs from a good client certificate.
 #[derive(Clone)]
 pub struct Leaf {
