@@ -231,6 +231,23 @@ fn a_head_dribbled_across_parks_still_times_out() {
 }
 
 #[test]
+fn a_client_that_never_sends_a_request_is_closed_after_the_header_timeout() {
+    let gw = Gateway::start("header_read_timeout_secs = 2\n");
+    let mut c = Client::connect(&gw, "client");
+    // The handshake completes on the first read or write: write nothing,
+    // but make rustls finish it.
+    c.tls.conn.complete_io(&mut c.tls.sock).unwrap();
+    wait_parked(&gw, 1.0);
+    let start = Instant::now();
+    assert!(c.closed_within(Duration::from_secs(6)));
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
 fn the_idle_timeout_closes_a_parked_connection() {
     let gw = Gateway::start("idle_timeout_secs = 2\n");
     let mut c = Client::connect(&gw, "client");

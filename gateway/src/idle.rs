@@ -51,7 +51,11 @@ impl Activity {
             last_ms: AtomicU64::new(0),
             started: AtomicU64::new(0),
             finished: AtomicU64::new(0),
-            head_from_ms: AtomicU64::new(NO_HEAD),
+            // The first request head is awaited from the start, as hyper
+            // does: a client that completes the handshake and sends
+            // nothing is closed after the header read timeout, parked or
+            // not. Between later requests only the idle timeout applies.
+            head_from_ms: AtomicU64::new(0),
             read_pending: AtomicBool::new(false),
             dirty: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),

@@ -30,12 +30,18 @@ use crate::recheck::BoxError;
 
 /// How long a connection must carry no bytes, with nothing in flight,
 /// before it is parked. Long enough that a client sending requests back to
-/// back (or a burst of them) keeps its hyper state and pays nothing for
-/// parking; short enough that a connection left idle sheds its buffers
-/// within a fraction of a second. A resume costs a few microseconds (two
-/// buffer allocations), so a client with one request every ~100 ms pays
-/// little even when it parks each time.
-pub const QUIET: Duration = Duration::from_millis(100);
+/// back, or a burst of them, keeps its hyper state (the gap between its
+/// requests is a round trip, far below this). Short, because every
+/// connection waiting out this period still holds ~27 KB of hyper buffers:
+/// when many clients connect at once (a fleet of agents after a restart)
+/// the buffers of all connections of the last `QUIET` add up, and the
+/// allocator keeps that peak resident for a while. Measured with
+/// `ward-bench idle` (1000 connections): 100 ms cost ~1 KB more per idle
+/// connection than 20 ms. A park and resume costs two buffer allocations
+/// and a copy of the stream; a client sending every 50 ms (so parking each
+/// time) showed no CPU difference per request within the noise of
+/// `cpu.sh` at 640 requests/s.
+pub const QUIET: Duration = Duration::from_millis(25);
 
 /// How long a parked connection that must close gets to send its TLS
 /// close_notify before it is dropped (the peer may not read).
