@@ -402,26 +402,10 @@ fn slowloris_and_half_open_handshakes_are_bounded() {
     // 10 slowloris clients over TLS: send part of a header every 500 ms.
     let mut slow = Vec::new();
     for _ in 0..10 {
-        let mut c = std::process::Command::new("openssl");
-        c.args([
-            "s_client",
-            "-quiet",
-            "-nocommands",
-            "-verify_quiet",
-            "-connect",
-        ])
-        .arg(format!("127.0.0.1:{}", gw.port))
-        .args(["-servername", "app.test", "-alpn", "http/1.1", "-CAfile"])
-        .arg(gw.path("root.pem"))
-        .arg("-cert")
-        .arg(gw.path("client.pem"))
-        .arg("-cert_chain")
-        .arg(gw.path("client.pem"))
-        .arg("-key")
-        .arg(gw.path("client.key"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+        let mut c = gw.s_client(Some("client"), Some("app.test"), "http/1.1");
+        c.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
         slow.push(c.spawn().unwrap());
     }
     // A real client is served while the flood is open.

@@ -335,16 +335,11 @@ upstream = "http://127.0.0.1:{dead}"
         self.raw_tls_sni(cert, Some(sni), alpn, bytes, wait)
     }
 
-    /// As [`Gateway::raw_tls`]; `sni: None` sends no server name at all
-    /// (`-noservername`).
-    pub fn raw_tls_sni(
-        &self,
-        cert: Option<&str>,
-        sni: Option<&str>,
-        alpn: &str,
-        bytes: &[u8],
-        wait: Duration,
-    ) -> Vec<u8> {
+    /// `openssl s_client -quiet` to the gateway, which sends stdin as it is
+    /// and prints only what comes back: SNI `sni` (none with `None`), ALPN
+    /// `alpn`, the test root trusted, and with `cert` the client
+    /// certificate `<cert>.pem`/`.key`.
+    pub fn s_client(&self, cert: Option<&str>, sni: Option<&str>, alpn: &str) -> Command {
         let mut c = Command::new("openssl");
         c.args([
             "s_client",
@@ -368,6 +363,20 @@ upstream = "http://127.0.0.1:{dead}"
                 .arg("-key")
                 .arg(self.path(&format!("{name}.key")));
         }
+        c
+    }
+
+    /// As [`Gateway::raw_tls`]; `sni: None` sends no server name at all
+    /// (`-noservername`).
+    pub fn raw_tls_sni(
+        &self,
+        cert: Option<&str>,
+        sni: Option<&str>,
+        alpn: &str,
+        bytes: &[u8],
+        wait: Duration,
+    ) -> Vec<u8> {
+        let mut c = self.s_client(cert, sni, alpn);
         let mut child = c
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
