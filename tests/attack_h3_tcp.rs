@@ -19,6 +19,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::gateway::TcpRecorder;
 use common::hardening::*;
 use serde_json::Value;
 

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 mod common;
 
 use common::free_port;
-use common::gateway::{CountingUpstream, TestGateway, content_length, stream_ticks};
+use common::gateway::{CountingUpstream, TcpRecorder, TestGateway, content_length, stream_ticks};
 use common::h3::wait_until;
 use common::pki::{CLIENT, Leaf, OTHER, Pki, TD, gateway_sans, uri};
 
@@ -59,22 +59,6 @@ fn echo_head(head: &str, r: &mut BufReader<TcpStream>, w: &mut TcpStream) -> boo
         head.len()
     );
     w.write_all(resp.as_bytes()).is_ok()
-}
-
-/// A TCP echo server for TCP routes.
-fn echo_server() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            std::thread::spawn(move || {
-                let mut r = s.try_clone().unwrap();
-                let _ = std::io::copy(&mut r, &mut s);
-            });
-        }
-    });
-    port
 }
 
 // ------------------------------------------------------------ gateway ----
@@ -150,7 +134,7 @@ impl Gateway {
         pki.issue_der("client", &Leaf::client(CLIENT), false);
         pki.issue_der("other", &Leaf::client(OTHER), false);
         let upstream = start_upstream();
-        let echo = echo_server();
+        let echo = TcpRecorder::start().port;
         let dead = free_port();
         std::fs::create_dir(dir.path().join("policy")).unwrap();
         std::fs::create_dir(dir.path().join("candidate")).unwrap();

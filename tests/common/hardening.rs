@@ -161,64 +161,6 @@ impl Recorder {
     }
 }
 
-/// A raw TCP upstream for TCP routes: counts the connections it accepts,
-/// keeps every byte each one sends (one buffer per connection, in accept
-/// order) and echoes them back. A denied tunnel must leave it untouched.
-#[derive(Clone)]
-pub struct TcpRecorder {
-    pub port: u16,
-    pub conns: Arc<Mutex<Vec<Vec<u8>>>>,
-}
-
-impl TcpRecorder {
-    pub fn start() -> TcpRecorder {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        let conns = Arc::new(Mutex::new(Vec::new()));
-        let c = conns.clone();
-        std::thread::spawn(move || {
-            for s in l.incoming() {
-                let Ok(mut s) = s else { continue };
-                let c = c.clone();
-                let i = {
-                    let mut v = c.lock().unwrap();
-                    v.push(Vec::new());
-                    v.len() - 1
-                };
-                std::thread::spawn(move || {
-                    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-                    let mut buf = [0u8; 16384];
-                    while let Ok(n) = s.read(&mut buf) {
-                        if n == 0 {
-                            break;
-                        }
-                        c.lock().unwrap()[i].extend_from_slice(&buf[..n]);
-                        if s.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-        });
-        TcpRecorder { port, conns }
-    }
-
-    /// Connections accepted so far.
-    pub fn accepted(&self) -> usize {
-        self.conns.lock().unwrap().len()
-    }
-
-    /// Bytes received so far, over all connections.
-    pub fn bytes(&self) -> usize {
-        self.conns.lock().unwrap().iter().map(Vec::len).sum()
-    }
-
-    /// What connection `i` has sent so far.
-    pub fn received(&self, i: usize) -> Vec<u8> {
-        self.conns.lock().unwrap()[i].clone()
-    }
-}
-
 pub use super::free_port;
 
 // ------------------------------------------------------------ gateway ----
