@@ -1,12 +1,16 @@
 //! The one harness for tests that run a real `ward gateway run` process
-//! ([`TestGateway`]), and the pieces it is made of: reading a request head
-//! in test upstreams, the admin listener (readiness, metrics), the decision
-//! log, and signals to the process.
+//! ([`TestGateway`], set up with a [`GatewayBuilder`]), the client command
+//! lines they drive it with (curl, `h3_client.py`), the small upstreams
+//! behind it ([`CountingUpstream`], [`TcpRecorder`]), and the pieces it is
+//! made of: reading a request head, the admin listener (readiness,
+//! metrics), the decision log, and signals to the process.
 //!
 //! Every gateway test file used to carry its own copy of the start-up
 //! (config header, policy, spawn, readiness loop) and of the thin methods
 //! on top; what really differs between them (ports, log level, trust bundle,
-//! CRLs, reload polling) is a [`GatewayBuilder`] option here instead.
+//! CRLs, reload polling) is a [`GatewayBuilder`] option here instead. A
+//! test's own gateway type holds a `TestGateway` in a field `gw` next to
+//! its upstreams and derefs to it ([`deref_to_test_gateway`]).
 
 #![allow(dead_code)]
 

@@ -1,9 +1,10 @@
 //! Shared support for all integration tests of the root package, used
 //! with `mod common;`: child processes that die with the test, free
 //! loopback ports and bounded waits (here); SoftHSM2 tokens (`hsm`); the
-//! rcgen PKI (`pki`); pieces of every gateway harness (`gateway`); the
-//! HTTP/3 gateway harness (`h3`), the hardening harness (`hardening`) and
-//! the CA + agent world (`agent`).
+//! rcgen PKI (`pki`); the one gateway harness, `TestGateway`, with its
+//! test upstreams (`gateway`); the HTTP/3 tests' gateway (`h3`) and the
+//! hardening suites' gateway (`hardening`), both built on it; and the CA +
+//! agent world (`agent`).
 //!
 //! Kept small and stable on purpose: other test files may use it with
 //! `mod common;`. Everything listens on 127.0.0.1 only.
