@@ -248,6 +248,15 @@ fn a_client_that_never_sends_a_request_is_closed_after_the_header_timeout() {
 }
 
 #[test]
+fn between_requests_only_the_idle_timeout_applies_not_the_header_timeout() {
+    let gw = Gateway::start("header_read_timeout_secs = 1\n");
+    let mut c = Client::connect(&gw, "client");
+    assert_eq!(c.get("/v1/a").map(|r| r.0), Some(200));
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(c.get("/v1/b").map(|r| r.0), Some(200));
+}
+
+#[test]
 fn the_idle_timeout_closes_a_parked_connection() {
     let gw = Gateway::start("idle_timeout_secs = 2\n");
     let mut c = Client::connect(&gw, "client");
