@@ -269,3 +269,77 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
         Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Replayed bytes come first and in order, then the stream's own; and
+    /// the signals that allow parking follow what hyper would do.
+    #[tokio::test]
+    async fn replays_first_and_tracks_what_parking_needs() {
+        let (ours, mut peer) = tokio::io::duplex(1024);
+        let activity = Activity::new();
+        let mut io = Tracked::new(ours, activity.clone());
+        // The first request head is awaited from the start.
+        assert!(activity.head_from().is_some());
+        activity.head_done();
+        assert!(activity.head_from().is_none());
+
+        io.set_replay(Bytes::from_static(b"GET / HT"));
+        peer.write_all(b"TP/1.1\r\n\r\n").await.unwrap();
+        let mut got = vec![0u8; 18];
+        io.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, b"GET / HTTP/1.1\r\n\r\n");
+        assert!(io.replay().is_empty());
+        // Bytes read between requests start the head clock.
+        assert!(activity.head_from().is_some());
+        activity.head_done();
+
+        // A request in flight (its body alive) forbids parking.
+        let mut body = activity.in_flight();
+        let epoch = activity.epoch();
+        let mut buf = [0u8; 8];
+        let pending = futures_poll_read(&mut io, &mut buf);
+        assert!(pending);
+        assert!(!activity.between_requests());
+        // Bytes read while a request is in flight are its body, not a head.
+        peer.write_all(b"body").await.unwrap();
+        io.read_exact(&mut buf[..4]).await.unwrap();
+        assert!(activity.head_from().is_none());
+        io.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+        body.release();
+        assert_ne!(activity.epoch(), epoch);
+        assert!(futures_poll_read(&mut io, &mut buf));
+        // Written but not flushed: not yet.
+        assert!(!activity.between_requests());
+        io.flush().await.unwrap();
+        assert!(activity.between_requests());
+        // Once hyper closes, never.
+        io.shutdown().await.unwrap();
+        assert!(!activity.between_requests());
+    }
+
+    /// Polls one read with a no-op waker; `true` if it was pending.
+    fn futures_poll_read(io: &mut Tracked<tokio::io::DuplexStream>, buf: &mut [u8]) -> bool {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut rb = ReadBuf::new(buf);
+        Pin::new(io).poll_read(&mut cx, &mut rb).is_pending()
+    }
+
+    /// A guard ends its request once, however often it is released.
+    #[test]
+    fn guards_release_once() {
+        let activity = Activity::new();
+        let mut g = activity.in_flight();
+        assert!(!activity.no_request());
+        g.release();
+        g.release();
+        drop(g);
+        assert!(activity.no_request());
+        assert_eq!(activity.epoch(), 1);
+    }
+}
