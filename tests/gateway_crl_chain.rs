@@ -15,7 +15,7 @@ use rcgen::{CertifiedIssuer, KeyPair, SerialNumber};
 
 mod common;
 
-use common::gateway::{CountingUpstream, TestGateway};
+use common::gateway::{CountingUpstream, TestGateway, http_route};
 use common::h3::{ALLOW_POLICY, start_upstream};
 use common::pki::{CLIENT, Leaf, Pki, atomic_write, crl_pem, gateway_sans};
 use common::wait_until;
@@ -59,15 +59,7 @@ impl Gateway {
             .trust_bundle("bundle.pem")
             .crls(&["inter.crl", "root.crl"])
             .reload_poll_secs(1)
-            .start(&format!(
-                r#"
-[[http_routes]]
-name = "app"
-host = "app.test"
-upstream = "http://127.0.0.1:{up}"
-"#,
-                up = upstream.port,
-            ));
+            .start(&http_route("app", "app.test", upstream.port));
         Gateway {
             gw,
             root,

@@ -19,7 +19,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 
 mod common;
 
-use common::gateway::{TestGateway, read_head};
+use common::gateway::{TestGateway, http_route, read_head};
 use common::pki::{CLIENT, Leaf, Pki, dns};
 use common::wait_until;
 
@@ -174,15 +174,7 @@ impl World {
         let upstream = EchoUpstream::start();
         let gw = TestGateway::builder(dir, pki, ALLOW_POLICY)
             .reload_poll_secs(1)
-            .start(&format!(
-                r#"
-[[http_routes]]
-name = "app"
-host = "app.test"
-upstream = "http://127.0.0.1:{up}"
-"#,
-                up = upstream.port
-            ));
+            .start(&http_route("app", "app.test", upstream.port));
         World { gw, upstream }
     }
 

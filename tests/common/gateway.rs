@@ -265,6 +265,14 @@ pub fn free_tcp_udp_port() -> u16 {
     panic!("no port free on both TCP and UDP after 50 tries");
 }
 
+/// A config fragment for one plain HTTP route `name` from `host` to the
+/// HTTP/1.1 upstream on 127.0.0.1:`port`; keys of the route may follow.
+pub fn http_route(name: &str, host: &str, port: u16) -> String {
+    format!(
+        "\n[[http_routes]]\nname = \"{name}\"\nhost = \"{host}\"\nupstream = \"http://127.0.0.1:{port}\"\n"
+    )
+}
+
 // ----------------------------------------------------------- harness ----
 
 /// `impl Deref<Target = TestGateway>` (and `DerefMut`) for a test's own

@@ -12,7 +12,7 @@ use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use super::gateway::{CountingUpstream, TestGateway, content_length, stream_ticks};
+use super::gateway::{CountingUpstream, TestGateway, content_length, http_route, stream_ticks};
 use super::pki::gateway_sans;
 pub use super::pki::{CLIENT, Leaf, OTHER, Pki};
 
@@ -96,15 +96,8 @@ impl Gateway {
             .quic()
             .reload_poll_secs(1)
             .start(&format!(
-                r#"
-{extra}
-
-[[http_routes]]
-name = "app"
-host = "app.test"
-upstream = "http://127.0.0.1:{up}"
-"#,
-                up = upstream.port,
+                "\n{extra}\n{}",
+                http_route("app", "app.test", upstream.port)
             ));
         Gateway { gw, upstream }
     }

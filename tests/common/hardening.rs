@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::gateway::{TestGateway, content_length, read_head};
+use super::gateway::{TestGateway, content_length, http_route, read_head};
 use super::pki::gateway_sans;
 pub use super::pki::{CLIENT, OTHER, Pki};
 
@@ -225,35 +225,11 @@ impl Gateway {
         }
         let dead = free_port();
         let gw = builder.start(&format!(
-            r#"{top}
-
-[limits]
-upstream_connect_timeout_secs = 2
-{limits}
-
-[[http_routes]]
-name = "app"
-host = "app.test"
-upstream = "http://127.0.0.1:{a}"
-
-[[http_routes]]
-name = "secret"
-host = "secret.test"
-upstream = "http://127.0.0.1:{s}"
-
-[[http_routes]]
-name = "slow"
-host = "slow.test"
-upstream = "http://127.0.0.1:{w}"
-
-[[http_routes]]
-name = "down"
-host = "down.test"
-upstream = "http://127.0.0.1:{dead}"
-"#,
-            a = app.port,
-            s = secret.port,
-            w = slow.port,
+            "{top}\n\n[limits]\nupstream_connect_timeout_secs = 2\n{limits}\n{}{}{}{}",
+            http_route("app", "app.test", app.port),
+            http_route("secret", "secret.test", secret.port),
+            http_route("slow", "slow.test", slow.port),
+            http_route("down", "down.test", dead),
         ));
         Gateway {
             gw,
