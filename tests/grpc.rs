@@ -150,11 +150,7 @@ fn unary_and_server_streaming_calls_pass_with_identity_and_trailers() {
     assert_eq!(saw["identity"], CLIENT);
     assert_eq!(saw["assertion"], true, "{saw}");
     let id = saw["decision_id"].as_str().unwrap();
-    let logged = w
-        .decisions()
-        .into_iter()
-        .find(|d| d["decision_id"] == id)
-        .expect("the call's decision is logged");
+    let logged = w.decision(id).expect("the call's decision is logged");
     assert_eq!(logged["action"], "http:POST");
     assert_eq!(logged["resource"], "route/grpc/ward.test.Echo/Unary");
     assert_eq!(logged["context"]["ward:Protocol"], "h2");
@@ -214,11 +210,7 @@ fn a_denied_method_is_permission_denied_with_its_decision_id_and_never_reaches_t
         r["trailing_metadata"]["x-ward-decision-id"], id,
         "the header and the message name the same decision: {r}"
     );
-    let logged = w
-        .decisions()
-        .into_iter()
-        .find(|d| d["decision_id"] == id)
-        .expect("the denial is in the decision log");
+    let logged = w.decision(id).expect("the denial is in the decision log");
     assert_eq!(logged["result"], "Deny");
     assert_eq!(logged["matched_sid"], "NobodyCallsAdmin");
     assert_eq!(logged["resource"], "route/grpc/ward.test.Echo/Admin");

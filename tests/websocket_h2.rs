@@ -329,11 +329,7 @@ fn an_allowed_websocket_over_http2_echoes_both_ways_as_an_upgrade_get() {
     assert!(header_in(head, "x-ward-assertion").is_some(), "{head}");
 
     // And the policy decided `http:GET`, as for an HTTP/1.1 WebSocket.
-    let d = w
-        .decisions()
-        .into_iter()
-        .find(|d| d["decision_id"] == decision_id.as_str())
-        .unwrap();
+    let d = w.decision(&decision_id).unwrap();
     assert_eq!(d["action"], "http:GET");
     assert_eq!(d["resource"], "route/app/ws/chat");
     assert_eq!(d["result"], "Allow");
@@ -358,11 +354,7 @@ fn a_denied_websocket_over_http2_is_403_and_never_reaches_the_upstream() {
         "{rest:?}"
     );
     let id = c.header("x-ward-decision-id").unwrap();
-    let d = w
-        .decisions()
-        .into_iter()
-        .find(|d| d["decision_id"] == id.as_str())
-        .unwrap();
+    let d = w.decision(&id).unwrap();
     assert_eq!(d["result"], "Deny");
     assert_eq!(d["matched_sid"], "NobodyAdmin");
     assert_eq!(d["action"], "http:GET");

@@ -569,6 +569,13 @@ impl TestGateway {
         decisions(&self.path("decisions.jsonl"))
     }
 
+    /// The logged decision with this `decision_id`, if any.
+    pub fn decision(&self, id: &str) -> Option<serde_json::Value> {
+        self.decisions()
+            .into_iter()
+            .find(|d| d["decision_id"] == id)
+    }
+
     /// Plain HTTP/1.0 GET on the admin listener: (status, body).
     pub fn admin_get(&self, path: &str) -> (u16, String) {
         admin_get(self.admin, path)
