@@ -394,6 +394,25 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
+/// The policy action of an HTTP method, without an allocation for the
+/// standard methods.
+fn http_action(method: &http::Method) -> std::borrow::Cow<'static, str> {
+    use http::Method;
+    let known = match *method {
+        Method::GET => "http:GET",
+        Method::HEAD => "http:HEAD",
+        Method::POST => "http:POST",
+        Method::PUT => "http:PUT",
+        Method::DELETE => "http:DELETE",
+        Method::PATCH => "http:PATCH",
+        Method::OPTIONS => "http:OPTIONS",
+        Method::CONNECT => "http:CONNECT",
+        Method::TRACE => "http:TRACE",
+        _ => return format!("http:{method}").into(),
+    };
+    known.into()
+}
+
 async fn handle_inner(
     shared: &Shared,
     conn: &Arc<ConnInfo>,
@@ -440,7 +459,7 @@ async fn handle_inner(
     );
     let standing = Standing {
         route: name.clone(),
-        action: format!("http:{}", req.method()),
+        action: http_action(req.method()),
         resource: format!("route/{name}{path}"),
         context,
     };
@@ -450,7 +469,7 @@ async fn handle_inner(
         state.candidates.get(&name).map(|p| p.as_ref()),
         Question {
             route: &name,
-            action: standing.action.as_str(),
+            action: standing.action.as_ref(),
             resource: standing.resource.as_str(),
             context: &standing.context,
             kind: "request",
@@ -794,6 +813,17 @@ mod tests {
             "/caf%c3%a9",
         ] {
             assert!(!ambiguous_path(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn actions_are_the_method_with_its_service() {
+        for m in [
+            "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+            "PROPFIND",
+        ] {
+            let method = http::Method::from_bytes(m.as_bytes()).unwrap();
+            assert_eq!(http_action(&method), format!("http:{m}"));
         }
     }
 

@@ -28,8 +28,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct Standing {
     /// Route name.
     pub route: String,
-    /// `http:GET`, `tcp:Connect`, …
-    pub action: String,
+    /// `http:GET`, `tcp:Connect`, … (static for the standard methods).
+    pub action: std::borrow::Cow<'static, str>,
     /// The resource.
     pub resource: String,
     /// The request's context (time and groups are refreshed on re-check).
@@ -259,7 +259,7 @@ pub fn decide_again(shared: &Shared, conn: &ConnInfo, s: &Standing) -> bool {
             state.candidates.get(&s.route).map(|p| p.as_ref()),
             Question {
                 route: &s.route,
-                action: s.action.as_str(),
+                action: s.action.as_ref(),
                 resource: s.resource.as_str(),
                 context: &context,
                 kind: "recheck",
