@@ -142,14 +142,22 @@ pub fn bind(config: &Config, state: &State, addr: SocketAddr) -> Result<quinn::E
 
 /// Accepts QUIC connections until the gateway drains. Every reload gives
 /// new connections a server config built from the new TLS material (open
-/// connections are re-checked by their own task).
-pub async fn serve(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
+/// connections are re-checked by their own task). `installed` is the TLS
+/// material of the endpoint's current server config: this loop is the only
+/// one that replaces it, so each accepted connection knows which material
+/// its handshake was verified with, and is checked again when a reload
+/// landed after that (see `connection`).
+pub async fn serve(
+    shared: Arc<Shared>,
+    endpoint: quinn::Endpoint,
+    mut installed: Arc<TlsMaterial>,
+) {
     let mut changes = shared.changes.subscribe();
     let mut shutdown = shared.shutdown.subscribe();
     loop {
         tokio::select! {
             incoming = endpoint.accept() => match incoming {
-                Some(incoming) => accept(&shared, incoming),
+                Some(incoming) => accept(&shared, incoming, installed.clone()),
                 None => break,
             },
             changed = changes.changed() => {
@@ -158,7 +166,10 @@ pub async fn serve(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
                 }
                 let state = shared.current();
                 match server_config(&shared.config, &state.tls) {
-                    Ok(server) => endpoint.set_server_config(Some(server)),
+                    Ok(server) => {
+                        endpoint.set_server_config(Some(server));
+                        installed = state.tls.clone();
+                    }
                     // Built from material that already loaded for TCP, so
                     // this is not expected; the old config stays.
                     Err(e) => tracing::error!(error = %e.report(), "QUIC server config refused; the last good one stays"),
@@ -172,7 +183,7 @@ pub async fn serve(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
     endpoint.set_server_config(None);
 }
 
-fn accept(shared: &Arc<Shared>, incoming: quinn::Incoming) {
+fn accept(shared: &Arc<Shared>, incoming: quinn::Incoming, installed: Arc<TlsMaterial>) {
     let Some(guard) = crate::server::admit(shared) else {
         shared
             .metrics
@@ -182,7 +193,7 @@ fn accept(shared: &Arc<Shared>, incoming: quinn::Incoming) {
         incoming.refuse();
         return;
     };
-    tokio::spawn(connection(shared.clone(), incoming, guard));
+    tokio::spawn(connection(shared.clone(), incoming, guard, installed));
 }
 
 /// A short, stable reason for a refused QUIC handshake (metrics label),
@@ -226,7 +237,12 @@ fn alert_reason(code: u64, reason: &str) -> &'static str {
     }
 }
 
-async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming, mut guard: ConnGuard) {
+async fn connection(
+    shared: Arc<Shared>,
+    incoming: quinn::Incoming,
+    mut guard: ConnGuard,
+    installed: Arc<TlsMaterial>,
+) {
     let peer = incoming.remote_address();
     let metrics = &shared.metrics;
     let failed = |reason: &str| {
@@ -277,6 +293,26 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming, mut guard: C
             return;
         }
     };
+    // The handshake was verified with the material installed when the
+    // connection was accepted. A reload since then (a new CRL, a new trust
+    // bundle) has already re-checked the open connections, so this one must
+    // not slip between the two: check it under the current material, as the
+    // TCP listener does. (Without this, a client revoked a moment ago could
+    // still connect while the accept loop was yet to install the new
+    // config.)
+    let current = shared.current().tls.clone();
+    if !Arc::ptr_eq(&current, &installed)
+        && let Some((leaf, rest)) = chain.split_first()
+        && let Err(e) = current.verifier.recheck(leaf, rest)
+    {
+        failed("recheck_invalid");
+        tracing::info!(%peer, error = %e, "QUIC connection refused: certificate no longer valid after a reload");
+        quic.close(
+            VarInt::from_u32(CLOSE_NO_LONGER_ALLOWED),
+            b"certificate no longer valid",
+        );
+        return;
+    }
     metrics.quic_handshakes.with_label_values(&["ok", ""]).inc();
     if !crate::server::claim_identity(&shared, &mut guard, identity.principal(), peer) {
         quic.close(

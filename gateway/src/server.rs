@@ -213,11 +213,11 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>) -> Res
     // the start, as the TCP listener does.
     let quic = if config.http3.enabled {
         let addr = listener.local_addr().unwrap_or(config.listen);
-        Some(crate::quic::bind(&config, &state, addr)?)
+        Some((crate::quic::bind(&config, &state, addr)?, state.tls.clone()))
     } else {
         None
     };
-    let alt_svc = quic.as_ref().and_then(|q| {
+    let alt_svc = quic.as_ref().and_then(|(q, _)| {
         let port = q.local_addr().map(|a| a.port()).ok()?;
         http::HeaderValue::from_str(&format!(
             "h3=\":{port}\"; ma={}",
@@ -244,8 +244,8 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>) -> Res
         ready: AtomicBool::new(false),
         alt_svc,
     });
-    if let Some(endpoint) = quic {
-        tokio::spawn(crate::quic::serve(shared.clone(), endpoint));
+    if let Some((endpoint, installed)) = quic {
+        tokio::spawn(crate::quic::serve(shared.clone(), endpoint, installed));
     }
     tokio::spawn(crate::admin::serve(shared.clone(), admin));
     tokio::spawn(crate::reload::watch(shared.clone()));
