@@ -73,14 +73,3 @@ pub fn check(config_path: &Path) -> Result<String, Error> {
         own_left
     ))
 }
-
-/// A random 128-bit id in hex (decision ids).
-pub fn random_id() -> String {
-    let mut b = [0u8; 16];
-    if aws_lc_rs::rand::fill(&mut b).is_err() {
-        // Never expected; fall back to the clock so ids stay unique enough.
-        let n = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
-        b = n.to_be_bytes();
-    }
-    hex::encode(b)
-}
