@@ -549,7 +549,10 @@ mod tests {
             "{svg}"
         );
         assert!(dir.join("h3.svg").exists());
-        assert!(!md.contains("bound, not a goal"), "no CPU rows, no bound: {md}");
+        assert!(
+            !md.contains("bound, not a goal"),
+            "no CPU rows, no bound: {md}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
