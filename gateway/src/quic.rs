@@ -130,27 +130,38 @@ pub fn server_config(config: &Config, tls: &TlsMaterial) -> Result<quinn::Server
 }
 
 /// Binds the QUIC endpoint on `addr` (UDP), with the TLS material of
-/// `state`.
-pub fn bind(config: &Config, state: &State, addr: SocketAddr) -> Result<quinn::Endpoint, Error> {
-    let server = server_config(config, &state.tls)?;
-    quinn::Endpoint::server(server, addr).map_err(|source| Error::Listen {
-        what: "QUIC (UDP) listener",
-        addr: addr.to_string(),
-        source,
-    })
+/// `state`; also hands back the server config it was bound with, for
+/// [`serve`].
+pub fn bind(
+    config: &Config,
+    state: &State,
+    addr: SocketAddr,
+) -> Result<(quinn::Endpoint, Arc<quinn::ServerConfig>), Error> {
+    let server = Arc::new(server_config(config, &state.tls)?);
+    let endpoint =
+        quinn::Endpoint::server((*server).clone(), addr).map_err(|source| Error::Listen {
+            what: "QUIC (UDP) listener",
+            addr: addr.to_string(),
+            source,
+        })?;
+    Ok((endpoint, server))
 }
 
 /// Accepts QUIC connections until the gateway drains. Every reload gives
 /// new connections a server config built from the new TLS material (open
-/// connections are re-checked by their own task). `installed` is the TLS
-/// material of the endpoint's current server config: this loop is the only
-/// one that replaces it, so each accepted connection knows which material
-/// its handshake was verified with, and is checked again when a reload
-/// landed after that (see `connection`).
+/// connections are re-checked by their own task).
+///
+/// `installed` is the endpoint's current server config and the TLS
+/// material it was built from. Each connection is accepted with exactly
+/// that config (`accept_with`), never with whatever quinn captured: quinn
+/// binds a connection to the server config in force when its first packet
+/// arrived, which may predate a reload this loop has already seen. So each
+/// connection knows the material its handshake was verified with, and is
+/// checked again when a reload landed after that (see `connection`).
 pub async fn serve(
     shared: Arc<Shared>,
     endpoint: quinn::Endpoint,
-    mut installed: Arc<TlsMaterial>,
+    mut installed: (Arc<quinn::ServerConfig>, Arc<TlsMaterial>),
 ) {
     let mut changes = shared.changes.subscribe();
     let mut shutdown = shared.shutdown.subscribe();
@@ -167,8 +178,9 @@ pub async fn serve(
                 let state = shared.current();
                 match server_config(&shared.config, &state.tls) {
                     Ok(server) => {
-                        endpoint.set_server_config(Some(server));
-                        installed = state.tls.clone();
+                        let server = Arc::new(server);
+                        endpoint.set_server_config(Some((*server).clone()));
+                        installed = (server, state.tls.clone());
                     }
                     // Built from material that already loaded for TCP, so
                     // this is not expected; the old config stays.
@@ -183,7 +195,11 @@ pub async fn serve(
     endpoint.set_server_config(None);
 }
 
-fn accept(shared: &Arc<Shared>, incoming: quinn::Incoming, installed: Arc<TlsMaterial>) {
+fn accept(
+    shared: &Arc<Shared>,
+    incoming: quinn::Incoming,
+    installed: (Arc<quinn::ServerConfig>, Arc<TlsMaterial>),
+) {
     let Some(guard) = crate::server::admit(shared) else {
         shared
             .metrics
@@ -241,8 +257,12 @@ async fn connection(
     shared: Arc<Shared>,
     incoming: quinn::Incoming,
     mut guard: ConnGuard,
-    installed: Arc<TlsMaterial>,
+    (server_config, installed): (Arc<quinn::ServerConfig>, Arc<TlsMaterial>),
 ) {
+    // Subscribed before the handshake: a reload from here on reaches this
+    // connection's re-check in `serve_h3`, including one that lands after
+    // the post-handshake check below.
+    let changes = shared.changes.subscribe();
     let peer = incoming.remote_address();
     let metrics = &shared.metrics;
     let failed = |reason: &str| {
@@ -251,7 +271,7 @@ async fn connection(
             .with_label_values(&["failed", reason])
             .inc();
     };
-    let connecting = match incoming.accept() {
+    let connecting = match incoming.accept_with(server_config) {
         Ok(c) => c,
         Err(e) => {
             failed(handshake_failure_reason(&e));
@@ -293,13 +313,12 @@ async fn connection(
             return;
         }
     };
-    // The handshake was verified with the material installed when the
-    // connection was accepted. A reload since then (a new CRL, a new trust
-    // bundle) has already re-checked the open connections, so this one must
-    // not slip between the two: check it under the current material, as the
-    // TCP listener does. (Without this, a client revoked a moment ago could
-    // still connect while the accept loop was yet to install the new
-    // config.)
+    // The handshake was verified with `installed`. A reload since then (a
+    // new CRL, a new trust bundle) has already re-checked the open
+    // connections, so this one must not slip between the two: check it
+    // under the current material, as the TCP listener does. (Without this,
+    // a client revoked a moment ago could still connect while the accept
+    // loop was yet to install the new config.)
     let current = shared.current().tls.clone();
     if !Arc::ptr_eq(&current, &installed)
         && let Some((leaf, rest)) = chain.split_first()
@@ -328,13 +347,18 @@ async fn connection(
         tls_version: "TLSv1.3",
         protocol: "h3",
     });
-    serve_h3(&shared, conn, quic).await;
+    serve_h3(&shared, conn, quic, changes).await;
     drop(guard);
 }
 
 /// Serves HTTP/3 on one verified connection until it ends, re-checking it
 /// on every reload and closing it when its certificate expires.
-async fn serve_h3(shared: &Arc<Shared>, conn: Arc<ConnInfo>, quic: quinn::Connection) {
+async fn serve_h3(
+    shared: &Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    quic: quinn::Connection,
+    mut changes: tokio::sync::watch::Receiver<u64>,
+) {
     let limits = &shared.config.limits;
     let built = h3::server::builder()
         .max_field_section_size(u64::try_from(limits.max_header_bytes).unwrap_or(u64::MAX))
@@ -349,7 +373,6 @@ async fn serve_h3(shared: &Arc<Shared>, conn: Arc<ConnInfo>, quic: quinn::Connec
     };
     let streams = Arc::new(OpenStreams::default());
     let mut tasks = tokio::task::JoinSet::new();
-    let mut changes = shared.changes.subscribe();
     let mut shutdown = shared.shutdown.subscribe();
     let expiry = tokio::time::sleep(until_expiry(&conn));
     tokio::pin!(expiry);

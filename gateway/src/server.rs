@@ -213,7 +213,8 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>) -> Res
     // the start, as the TCP listener does.
     let quic = if config.http3.enabled {
         let addr = listener.local_addr().unwrap_or(config.listen);
-        Some((crate::quic::bind(&config, &state, addr)?, state.tls.clone()))
+        let (endpoint, server) = crate::quic::bind(&config, &state, addr)?;
+        Some((endpoint, (server, state.tls.clone())))
     } else {
         None
     };
@@ -369,6 +370,10 @@ async fn connection(
     // local whose scope spans an await, moved out or not), and the task
     // lives as long as the connection.
     let serving: Pin<Box<dyn Future<Output = ()> + Send>> = {
+        // Subscribed before the handshake: a reload from here on reaches the
+        // connection's re-check once it is served, including one that lands
+        // between the post-handshake check below and the start of serving.
+        let changes = shared.changes.subscribe();
         let state = shared.current();
         let acceptor = TlsAcceptor::from(state.server_config.clone());
         let timeout = Duration::from_secs(shared.config.limits.handshake_timeout_secs);
@@ -421,10 +426,11 @@ async fn connection(
         // and the current trust bundle are checked here.)
         // Also when a reload landed during the handshake: the connection must
         // not escape the re-check that the open connections just had.
-        let reloaded = !Arc::ptr_eq(&shared.current().tls, &state.tls);
+        let checked_with = shared.current().tls.clone();
+        let reloaded = !Arc::ptr_eq(&checked_with, &state.tls);
         if (reloaded || session.handshake_kind() == Some(rustls::HandshakeKind::Resumed))
             && let Some((leaf, rest)) = chain.split_first()
-            && let Err(e) = shared.current().tls.verifier.recheck(leaf, rest)
+            && let Err(e) = checked_with.verifier.recheck(leaf, rest)
         {
             shared
                 .metrics
@@ -468,8 +474,15 @@ async fn connection(
             },
         });
         match tcp_route {
-            Some(route) => Box::pin(crate::tcp::serve(shared, conn, route, tls)),
-            None => Box::pin(serve_http(shared, conn, tls)),
+            Some(route) => Box::pin(crate::tcp::serve(
+                shared,
+                conn,
+                route,
+                tls,
+                changes,
+                checked_with,
+            )),
+            None => Box::pin(serve_http(shared, conn, tls, changes, checked_with)),
         }
     };
     serving.await;
@@ -497,10 +510,16 @@ pub fn until_expiry(conn: &ConnInfo) -> Duration {
 /// arguments would stay in the connection's task for its whole life (the
 /// TLS stream alone is over 1 KiB), although the stream moves into the
 /// boxed HTTP connection at once.
+///
+/// `changes` was subscribed before the handshake and `tls_seen` is the TLS
+/// material the chain was last verified with, so a reload between the
+/// handshake and this point is not missed.
 fn serve_http(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
     tls: tokio_rustls::server::TlsStream<TcpStream>,
+    mut changes: tokio::sync::watch::Receiver<u64>,
+    mut tls_seen: Arc<TlsMaterial>,
 ) -> impl std::future::Future<Output = ()> + Send {
     let limits = &shared.config.limits;
     let streams = Arc::new(OpenStreams::default());
@@ -573,7 +592,6 @@ fn serve_http(
     }
     let idle_limit = Duration::from_secs(limits.idle_timeout_secs);
     async move {
-        let mut changes = shared.changes.subscribe();
         let mut shutdown = shared.shutdown.subscribe();
         let expiry = tokio::time::sleep(until_expiry(&conn));
         tokio::pin!(expiry);
@@ -583,7 +601,6 @@ fn serve_http(
         // (WebSockets) may still be open and are still re-checked until they end.
         let (mut http_done, mut closing, mut expired) = (false, false, false);
         // The chain is verified again only when the TLS material changed.
-        let mut tls_seen = shared.current().tls.clone();
         loop {
             let emptied = streams.emptied.notified();
             if http_done && streams.is_empty() {

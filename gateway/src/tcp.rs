@@ -37,12 +37,16 @@ fn decide(shared: &Shared, conn: &ConnInfo, route: &TcpRoute, kind: &'static str
 }
 
 /// Serves one TCP-route connection until either side closes or a re-check
-/// says no.
+/// says no. `changes` was subscribed before the handshake and `tls_seen` is
+/// the TLS material the chain was last verified with, so a reload during
+/// the decision or the upstream connect is re-checked, not missed.
 pub async fn serve(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
     route: TcpRoute,
     mut tls: tokio_rustls::server::TlsStream<TcpStream>,
+    mut changes: tokio::sync::watch::Receiver<u64>,
+    mut tls_seen: Arc<crate::tls::TlsMaterial>,
 ) {
     let allowed = decide(&shared, &conn, &route, "connect");
     shared
@@ -71,11 +75,9 @@ pub async fn serve(
         }
     };
     let _ = upstream.set_nodelay(true);
-    let mut changes = shared.changes.subscribe();
     let mut shutdown = shared.shutdown.subscribe();
     let expiry = tokio::time::sleep(until_expiry(&conn));
     tokio::pin!(expiry);
-    let mut tls_seen = shared.current().tls.clone();
     let copy = tokio::io::copy_bidirectional(&mut tls, &mut upstream);
     tokio::pin!(copy);
     loop {
