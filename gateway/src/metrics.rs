@@ -32,7 +32,7 @@ pub struct Metrics {
     pub reload_failures: IntCounterVec,
     /// Long-lived connections closed by a re-check, by reason.
     pub rechecks_closed: IntCounterVec,
-    /// Connections refused by a limit, by limit.
+    /// Connections and requests refused by a limit, by limit.
     pub limited: IntCounterVec,
     /// Seconds until our own certificate expires.
     pub own_cert_expiry: IntGauge,
@@ -99,7 +99,7 @@ impl Metrics {
         )?;
         let limited = cv(
             "ward_gateway_limited_total",
-            "Connections refused by a limit",
+            "Connections and requests refused by a limit (max_connections, per_identity, idle, headers)",
             &["limit"],
         )?;
         let latency = must(HistogramVec::new(
