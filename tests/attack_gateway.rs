@@ -268,17 +268,17 @@ Connection: close, x-ward-identity, x-ward-assertion\r\n\r\n";
     );
     // Same over HTTP/2.
     gw.app.clear();
-    let block = hpack(&[
-        (":method", "GET"),
-        (":scheme", "https"),
-        (":authority", "app.test"),
-        (":path", "/v1/h2"),
-        ("x-ward-identity", "spiffe://corp.example/ns/prod/sa/root"),
-        ("client-cert", ":MIIB:"),
-    ]);
     let mut h2 = H2_PREFACE.to_vec();
     h2.extend(h2_frame(4, 0, 0, &[]));
-    h2.extend(h2_frame(1, 0x5, 1, &block));
+    h2.extend(h2_get_with(
+        1,
+        "app.test",
+        "/v1/h2",
+        &[
+            ("x-ward-identity", "spiffe://corp.example/ns/prod/sa/root"),
+            ("client-cert", ":MIIB:"),
+        ],
+    ));
     gw.raw_tls(
         Some("client"),
         "app.test",
@@ -297,6 +297,13 @@ Connection: close, x-ward-identity, x-ward-assertion\r\n\r\n";
 
 /// Oversized and too many headers are refused with a 4xx or a closed
 /// connection, nothing reaches the upstream, and the gateway keeps serving.
+fn as_refs(fields: &[(String, String)]) -> Vec<(&str, &str)> {
+    fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
 #[test]
 fn oversized_and_too_many_headers_are_refused() {
     let gw = Gateway::start("max_header_bytes = 16384\nmax_headers = 50\n");
@@ -317,31 +324,14 @@ fn oversized_and_too_many_headers_are_refused() {
         );
         assert!(gw.app.targets().is_empty());
     }
-    // An HTTP/2 header list over the limit as well.
-    let mut block_headers = vec![
-        (":method".to_string(), "GET".to_string()),
-        (":scheme".to_string(), "https".to_string()),
-        (":authority".to_string(), "app.test".to_string()),
-        (":path".to_string(), "/v1/h2big".to_string()),
-    ];
-    for i in 0..40 {
-        block_headers.push((format!("x-h{i}"), "b".repeat(1000)));
-    }
-    let refs: Vec<(&str, &str)> = block_headers
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
+    // An HTTP/2 header list over the limit as well (HEADERS and
+    // CONTINUATION frames).
+    let big_h2: Vec<(String, String)> = (0..40)
+        .map(|i| (format!("x-h{i}"), "b".repeat(1000)))
         .collect();
     let mut h2 = H2_PREFACE.to_vec();
     h2.extend(h2_frame(4, 0, 0, &[]));
-    // Split into frames of at most 16 KiB (the default max frame size).
-    let block = hpack(&refs);
-    let chunks: Vec<&[u8]> = block.chunks(16000).collect();
-    for (i, c) in chunks.iter().enumerate() {
-        let last = i + 1 == chunks.len();
-        let kind = if i == 0 { 1 } else { 9 };
-        let flags = if last { 0x4 } else { 0 } | if i == 0 { 0x1 } else { 0 };
-        h2.extend(h2_frame(kind, flags, 1, c));
-    }
+    h2.extend(h2_get_with(1, "app.test", "/v1/h2big", &as_refs(&big_h2)));
     gw.raw_tls(
         Some("client"),
         "app.test",
@@ -353,22 +343,12 @@ fn oversized_and_too_many_headers_are_refused() {
     // Many short HTTP/2 headers: under the byte limit, over the count
     // limit. hyper's HTTP/2 server bounds only the bytes, so the gateway
     // counts them itself (as it does for HTTP/3).
-    let mut many_h2 = vec![
-        (":method".to_string(), "GET".to_string()),
-        (":scheme".to_string(), "https".to_string()),
-        (":authority".to_string(), "app.test".to_string()),
-        (":path".to_string(), "/v1/h2many".to_string()),
-    ];
-    for i in 0..200 {
-        many_h2.push((format!("x-h{i}"), "v".to_string()));
-    }
-    let refs: Vec<(&str, &str)> = many_h2
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
+    let many_h2: Vec<(String, String)> = (0..200)
+        .map(|i| (format!("x-h{i}"), "v".to_string()))
         .collect();
     let mut h2 = H2_PREFACE.to_vec();
     h2.extend(h2_frame(4, 0, 0, &[]));
-    h2.extend(h2_frame(1, 0x5, 1, &hpack(&refs)));
+    h2.extend(h2_get_with(1, "app.test", "/v1/h2many", &as_refs(&many_h2)));
     let answer = gw.raw_tls(
         Some("client"),
         "app.test",

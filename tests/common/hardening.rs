@@ -521,13 +521,30 @@ pub fn hpack(headers: &[(&str, &str)]) -> Vec<u8> {
 
 /// HEADERS (END_STREAM | END_HEADERS) for a GET.
 pub fn h2_get(stream: u32, authority: &str, path: &str) -> Vec<u8> {
-    let block = hpack(&[
+    h2_get_with(stream, authority, path, &[])
+}
+
+/// A GET with `extra` header fields after the pseudo-headers: HEADERS
+/// (END_STREAM), then CONTINUATION frames, each at most 16,000 bytes (under
+/// the default max frame size), the last one with END_HEADERS. A block that
+/// fits is one HEADERS frame with END_STREAM | END_HEADERS.
+pub fn h2_get_with(stream: u32, authority: &str, path: &str, extra: &[(&str, &str)]) -> Vec<u8> {
+    let mut fields = vec![
         (":method", "GET"),
         (":scheme", "https"),
         (":authority", authority),
         (":path", path),
-    ]);
-    h2_frame(1, 0x5, stream, &block)
+    ];
+    fields.extend_from_slice(extra);
+    let block = hpack(&fields);
+    let chunks: Vec<&[u8]> = block.chunks(16000).collect();
+    let mut out = Vec::new();
+    for (i, c) in chunks.iter().enumerate() {
+        let kind = if i == 0 { 1 } else { 9 };
+        let flags = if i + 1 == chunks.len() { 0x4 } else { 0 } | if i == 0 { 0x1 } else { 0 };
+        out.extend(h2_frame(kind, flags, stream, c));
+    }
+    out
 }
 
 /// Parses a server byte stream into (type, flags, stream, payload) frames.
