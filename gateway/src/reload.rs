@@ -171,7 +171,6 @@ pub fn reload(shared: &Shared) -> bool {
         }
         _ => (old.routes.clone(), old.tcp_routes.clone()),
     };
-    let unchanged = crate::tls::files_hash(&shared.config) == old.tls.source_hash;
     let (tls, server_config) = match TlsMaterial::load(&shared.config).and_then(|m| {
         let sc = m.server_config(shared.config.tls13_only)?;
         let cc = m.upstream_client_config()?;
@@ -179,7 +178,9 @@ pub fn reload(shared: &Shared) -> bool {
     }) {
         // Same files: keep the material in force, so connections are not
         // re-verified and the TLS session cache survives.
-        Ok(_) if unchanged => (old.tls.clone(), old.server_config.clone()),
+        Ok((m, _, _)) if m.source_hash == old.tls.source_hash => {
+            (old.tls.clone(), old.server_config.clone())
+        }
         Ok((m, sc, cc)) => {
             shared.metrics.reloads.with_label_values(&["tls"]).inc();
             match shared.upstream_tls.write() {

@@ -226,7 +226,7 @@ pub struct TlsMaterial {
 
 /// SHA-256 over the names and contents of every TLS file of `config`
 /// (unreadable files hash as absent: the load then reports them).
-pub fn files_hash(config: &Config) -> [u8; 32] {
+fn files_hash(config: &Config) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     let mut paths = vec![&config.trust_bundle, &config.cert, &config.key];
@@ -248,6 +248,11 @@ pub fn files_hash(config: &Config) -> [u8; 32] {
 impl TlsMaterial {
     /// Reads the trust bundle, CRLs, certificate and key named in `config`.
     pub fn load(config: &Config) -> Result<TlsMaterial, Error> {
+        // Hashed before anything is read: a file replaced during the load
+        // then leaves a hash that no longer matches, so the next reload
+        // loads again. Hashed after, the material could hold the old CRL
+        // under the new file's hash, and every later reload would keep it.
+        let source_hash = files_hash(config);
         let bundle = read_certs("trust bundle", &config.trust_bundle)?;
         if !config.crls.is_empty() {
             warn_unrevocable_anchors(&config.trust_bundle, &bundle);
@@ -293,7 +298,6 @@ impl TlsMaterial {
                     .map(|(_, c)| c.validity().not_after.timestamp())
             })
             .unwrap_or(0);
-        let source_hash = files_hash(config);
         // The key is read here and only here; it is never logged.
         let key = PrivateKeyDer::from_pem_file(&config.key).map_err(|e| Error::Pem {
             what: "private key",
