@@ -301,30 +301,30 @@ where
     let started = Instant::now();
     let req = req.map(|b| b.map_err(Into::into).boxed_unsync());
     let grpc = crate::grpc::content_type(&req);
-    let (resp, route) = match crate::extended_connect::translate(req) {
-        // hyper bounds the number of header fields for HTTP/1.1 only; its
-        // HTTP/2 server (like h3) bounds just their bytes, so 200 tiny
-        // headers would reach the upstream. Counted here for every
-        // transport, before anything reads the headers.
-        Translated::Plain(req) | Translated::WebSocket(req, _)
-            if req.headers().len() > shared.config.limits.max_headers =>
-        {
-            shared.metrics.limited.with_label_values(&["headers"]).inc();
-            drain_unforwarded(req.into_body()).await;
-            (
-                text(
-                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                    json!({"error": "too many header fields", "limit": shared.config.limits.max_headers}),
-                ),
-                None,
-            )
+    // hyper bounds the number of header fields for HTTP/1.1 only; its
+    // HTTP/2 server (like h3) bounds just their bytes, so 200 tiny headers
+    // would reach the upstream. Counted here for every transport, as the
+    // client sent them (before an HTTP/2 WebSocket gains its upgrade
+    // headers) and before anything reads them.
+    let (resp, route) = if req.headers().len() > shared.config.limits.max_headers {
+        shared.metrics.limited.with_label_values(&["headers"]).inc();
+        drain_unforwarded(req.into_body()).await;
+        (
+            text(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                json!({"error": "too many header fields", "limit": shared.config.limits.max_headers}),
+            ),
+            None,
+        )
+    } else {
+        match crate::extended_connect::translate(req) {
+            Translated::Plain(req) => handle_inner(&shared, &conn, &streams, req).await,
+            Translated::WebSocket(req, key) => {
+                let (resp, route) = handle_inner(&shared, &conn, &streams, req).await;
+                (crate::extended_connect::finish(resp, &key), route)
+            }
+            Translated::Refused(resp) => (resp, None),
         }
-        Translated::Plain(req) => handle_inner(&shared, &conn, &streams, req).await,
-        Translated::WebSocket(req, key) => {
-            let (resp, route) = handle_inner(&shared, &conn, &streams, req).await;
-            (crate::extended_connect::finish(resp, &key), route)
-        }
-        Translated::Refused(resp) => (resp, None),
     };
     // The status label is the HTTP status before the gRPC re-encoding
     // below: a denied gRPC call counts as 403 like any other denial,
