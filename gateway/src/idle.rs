@@ -117,7 +117,7 @@ impl Activity {
     /// No request is in flight, hyper wrote and flushed everything, is not
     /// closing, and its last read found nothing to read.
     pub fn between_requests(&self) -> bool {
-        self.started.load(Ordering::SeqCst) == self.finished.load(Ordering::SeqCst)
+        self.no_request()
             && self.read_pending.load(Ordering::SeqCst)
             && !self.dirty.load(Ordering::SeqCst)
             && !self.shutting_down.load(Ordering::SeqCst)
@@ -209,12 +209,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
             if a.no_request() {
                 // Bytes between requests start a request head: its clock
                 // starts with the first of them.
-                let _ = a.head_from_ms.compare_exchange(
-                    NO_HEAD,
-                    a.now_ms(),
-                    Ordering::SeqCst,
-                    Ordering::SeqCst,
-                );
+                a.head_pending();
             }
         }
         r
