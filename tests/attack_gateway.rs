@@ -295,8 +295,6 @@ Connection: close, x-ward-identity, x-ward-assertion\r\n\r\n";
     );
 }
 
-/// Oversized and too many headers are refused with a 4xx or a closed
-/// connection, nothing reaches the upstream, and the gateway keeps serving.
 fn as_refs(fields: &[(String, String)]) -> Vec<(&str, &str)> {
     fields
         .iter()
@@ -304,6 +302,8 @@ fn as_refs(fields: &[(String, String)]) -> Vec<(&str, &str)> {
         .collect()
 }
 
+/// Oversized and too many headers are refused with a 4xx or a closed
+/// connection, nothing reaches the upstream, and the gateway keeps serving.
 #[test]
 fn oversized_and_too_many_headers_are_refused() {
     let gw = Gateway::start("max_header_bytes = 16384\nmax_headers = 50\n");
