@@ -53,6 +53,8 @@ const DENY_ALL_POLICY: &str = r#"{
 struct EchoUpstream {
     port: u16,
     heads: Arc<Mutex<Vec<String>>>,
+    /// Connections that have ended (the gateway closed its side).
+    ended: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl EchoUpstream {
@@ -60,15 +62,23 @@ impl EchoUpstream {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let heads = Arc::new(Mutex::new(Vec::new()));
-        let seen = heads.clone();
+        let ended = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (seen, done) = (heads.clone(), ended.clone());
         std::thread::spawn(move || {
             for s in l.incoming() {
                 let Ok(s) = s else { continue };
-                let seen = seen.clone();
-                std::thread::spawn(move || serve_ws(s, &seen));
+                let (seen, done) = (seen.clone(), done.clone());
+                std::thread::spawn(move || {
+                    serve_ws(s, &seen);
+                    done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                });
             }
         });
-        EchoUpstream { port, heads }
+        EchoUpstream { port, heads, ended }
+    }
+
+    fn ended(&self) -> usize {
+        self.ended.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn heads(&self) -> Vec<String> {
@@ -371,6 +381,7 @@ fn an_open_websocket_over_http2_is_closed_when_the_policy_no_longer_allows_it() 
         c.until(10, |l| l.starts_with("message ")),
         ["message before"]
     );
+    assert_eq!(w.upstream.ended(), 0, "the upstream tunnel is open");
 
     let changed = Instant::now();
     w.write_policy(DENY_ALL_POLICY);
@@ -407,7 +418,11 @@ fn an_open_websocket_over_http2_is_closed_when_the_policy_no_longer_allows_it() 
         1.0
     );
 
-    // Nothing sent after the close reaches the upstream and comes back.
+    // The gateway's side of the upstream tunnel is closed too, so nothing
+    // sent after the close can reach the upstream and come back.
+    wait_until("upstream tunnel closed", Duration::from_secs(5), || {
+        w.upstream.ended() == 1
+    });
     c.send("after");
     let late = c.lines.recv_timeout(Duration::from_millis(500));
     assert!(
