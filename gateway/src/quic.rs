@@ -347,7 +347,7 @@ async fn connection(
         tls_version: "TLSv1.3",
         protocol: "h3",
     });
-    serve_h3(&shared, conn, quic, changes).await;
+    serve_h3(&shared, conn, quic, changes, current).await;
     drop(guard);
 }
 
@@ -358,6 +358,7 @@ async fn serve_h3(
     conn: Arc<ConnInfo>,
     quic: quinn::Connection,
     mut changes: tokio::sync::watch::Receiver<u64>,
+    mut tls_seen: Arc<TlsMaterial>,
 ) {
     let limits = &shared.config.limits;
     let built = h3::server::builder()
@@ -401,7 +402,7 @@ async fn serve_h3(
                 if changed.is_err() {
                     break;
                 }
-                if let Some(reason) = recheck_chain(shared, &conn) {
+                if let Some(reason) = recheck_chain(shared, &conn, &mut tls_seen) {
                     close_for(shared, &conn, "", "revoked_or_untrusted", &reason);
                     killed = Some(reason);
                     break;

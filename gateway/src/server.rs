@@ -489,12 +489,23 @@ async fn connection(
     drop(guard);
 }
 
-/// Why an open connection must be closed, if it must: the chain no longer
-/// verifies under the current trust bundle and CRLs, or has expired.
-pub fn recheck_chain(shared: &Shared, conn: &ConnInfo) -> Option<String> {
-    let state = shared.current();
+/// Why an open connection must be closed after a reload, if it must: the
+/// chain no longer verifies under the current trust bundle and CRLs, or has
+/// expired. `seen` is the TLS material the chain was last verified with;
+/// only new material is worth verifying again (a policy-only reload leaves
+/// it as it was), and `seen` becomes the current one.
+pub fn recheck_chain(
+    shared: &Shared,
+    conn: &ConnInfo,
+    seen: &mut Arc<TlsMaterial>,
+) -> Option<String> {
+    let current = shared.current().tls.clone();
+    if Arc::ptr_eq(&current, seen) {
+        return None;
+    }
+    *seen = current.clone();
     let (leaf, rest) = conn.chain.split_first()?;
-    match state.tls.verifier.recheck(leaf, rest) {
+    match current.verifier.recheck(leaf, rest) {
         Ok(()) => None,
         Err(e) => Some(format!("certificate no longer valid: {e}")),
     }
@@ -621,10 +632,7 @@ fn serve_http(
                     if changed.is_err() {
                         break;
                     }
-                    let current = shared.current().tls.clone();
-                    let tls_changed = !Arc::ptr_eq(&current, &tls_seen);
-                    tls_seen = current;
-                    if let Some(reason) = tls_changed.then(|| recheck_chain(&shared, &conn)).flatten() {
+                    if let Some(reason) = recheck_chain(&shared, &conn, &mut tls_seen) {
                         if !closing {
                             close_for(&shared, &conn, "", "revoked_or_untrusted", &reason);
                         }

@@ -92,10 +92,7 @@ pub async fn serve(
                 if changed.is_err() {
                     continue;
                 }
-                let current = shared.current().tls.clone();
-                let tls_changed = !std::sync::Arc::ptr_eq(&current, &tls_seen);
-                tls_seen = current;
-                if let Some(reason) = tls_changed.then(|| recheck_chain(&shared, &conn)).flatten() {
+                if let Some(reason) = recheck_chain(&shared, &conn, &mut tls_seen) {
                     close_for(&shared, &conn, &route.name, "revoked_or_untrusted", &reason);
                     return;
                 }
