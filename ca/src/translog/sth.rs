@@ -200,14 +200,7 @@ impl LogPublicKey {
 
     /// `-----BEGIN PUBLIC KEY-----` PEM, for the trust bundle.
     pub fn to_pem(&self) -> String {
-        let b64 = B64.encode(&self.spki_der);
-        let mut out = String::from("-----BEGIN PUBLIC KEY-----\n");
-        for chunk in b64.as_bytes().chunks(64) {
-            out.push_str(&String::from_utf8_lossy(chunk));
-            out.push('\n');
-        }
-        out.push_str("-----END PUBLIC KEY-----\n");
-        out
+        crate::certutil::pem_block("PUBLIC KEY", &self.spki_der)
     }
 
     /// DER SubjectPublicKeyInfo.
