@@ -300,7 +300,7 @@ fn sigterm_closes_parked_connections_at_once() {
     }
     wait_parked(&gw, 3.0);
     let start = Instant::now();
-    common::gateway::signal(gw.pid(), "TERM");
+    gw.signal("TERM");
     for c in &mut clients {
         assert!(c.closed_within(Duration::from_secs(5)));
     }
