@@ -59,7 +59,7 @@ pub struct Options {
     /// Use PEM key files even when SoftHSM2 is installed.
     pub file_keys: bool,
     /// Lifetime of the gateway's and the client's certificates (`1h`;
-    /// `1m` shows a renewal within half a minute).
+    /// `1m` shows a renewal within a minute: the agent renews at two thirds).
     pub cert_ttl: String,
 }
 
