@@ -175,6 +175,11 @@ impl<T> Tracked<T> {
         &self.inner
     }
 
+    /// The wrapped stream, mutably.
+    pub fn get_mut(&mut self) -> &mut T {
+        &mut self.inner
+    }
+
     /// Bytes still to be replayed before the stream is read again.
     pub fn replay(&self) -> &[u8] {
         &self.replay

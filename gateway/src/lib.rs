@@ -29,6 +29,7 @@ pub mod reload;
 pub mod server;
 pub mod tcp;
 pub mod tls;
+pub mod tls_stream;
 pub mod upstream;
 
 use std::path::Path;

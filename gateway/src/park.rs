@@ -23,10 +23,9 @@ use hyper::service::HttpService;
 use hyper_util::rt::TokioIo;
 use prometheus::IntGauge;
 use tokio::io::AsyncWrite;
-use tokio::net::TcpStream;
 
 use crate::idle::{Activity, InFlight, Tracked};
-use crate::recheck::BoxError;
+use crate::recheck::{BoxError, OpenStreams};
 
 /// How long a connection must carry no bytes, with nothing in flight,
 /// before it is parked. Long enough that a client sending requests back to
@@ -48,7 +47,7 @@ pub const QUIET: Duration = Duration::from_millis(25);
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// The client's TLS stream.
-pub type Tls = tokio_rustls::server::TlsStream<TcpStream>;
+pub type Tls = crate::tls_stream::ServerTls;
 
 type Io = TokioIo<Tracked<Tls>>;
 
@@ -68,6 +67,8 @@ pub struct H1<S: HttpService<Incoming>> {
     header_timeout: Duration,
     parked: IntGauge,
     peer: SocketAddr,
+    /// Its per-connection caches are dropped while parked.
+    streams: Arc<OpenStreams>,
     /// Quiet period, header deadline or close grace, whichever is next.
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
@@ -99,7 +100,9 @@ where
     /// Starts serving `io` (whose activity is `activity`). `builder` is
     /// used again for every resume; `header_timeout` bounds a request head
     /// across parking as hyper's own timer bounds it within one hyper
-    /// connection.
+    /// connection. `streams` is the connection's registry, whose caches
+    /// are dropped on parking.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         builder: http1::Builder,
         io: Tracked<Tls>,
@@ -108,6 +111,7 @@ where
         header_timeout: Duration,
         parked: IntGauge,
         peer: SocketAddr,
+        streams: Arc<OpenStreams>,
     ) -> H1<S> {
         let conn = builder
             .serve_connection(TokioIo::new(io), service.clone())
@@ -120,6 +124,7 @@ where
             header_timeout,
             parked,
             peer,
+            streams,
             timer: None,
         }
     }
@@ -157,11 +162,11 @@ where
                     }
                 }
                 State::Parked(io) => {
-                    let (tcp, session) = io.get_ref().get_ref();
-                    // rustls may hold plaintext (or the peer's
-                    // close_notify) already: then there is nothing to wait
-                    // for on the socket.
-                    if !session.wants_read() || tcp.poll_read_ready(cx).is_ready() {
+                    let tls = io.get_ref();
+                    // Decrypted bytes (or the peer's close_notify) may be
+                    // held already: then there is nothing to wait for on
+                    // the socket.
+                    if tls.has_buffered() || tls.tcp().poll_read_ready(cx).is_ready() {
                         Step::Resume
                     } else {
                         self.head_step(cx, Instant::now(), None)
@@ -285,7 +290,11 @@ where
 
     fn park(&mut self) {
         self.timer = None;
-        if let Some(io) = self.take_io() {
+        if let Some(mut io) = self.take_io() {
+            // The TLS buffers and the per-connection caches go too: the
+            // next request allocates them again, and signs one assertion.
+            io.get_mut().release_buffers();
+            self.streams.forget_caches();
             tracing::debug!(peer = %self.peer, left = io.replay().len(), "parked idle HTTP/1.1 connection");
             self.set_state(State::Parked(Box::new(io)));
         }

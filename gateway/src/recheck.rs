@@ -203,6 +203,24 @@ impl OpenStreams {
         })
     }
 
+    /// Drops the per-connection caches (base context, assertions) and the
+    /// registry's spare room, for an idle connection: what they save is a
+    /// policy lookup and a signature per request, worth nothing to a
+    /// connection that carries none, and together they are a few KB.
+    pub fn forget_caches(&self) {
+        if let Ok(mut a) = self.assertions.lock() {
+            *a = HashMap::new();
+        }
+        if let Ok(mut b) = self.base.lock() {
+            *b = None;
+        }
+        if let Ok(mut m) = self.map.lock()
+            && m.is_empty()
+        {
+            *m = HashMap::new();
+        }
+    }
+
     /// Whether no stream is open.
     pub fn is_empty(&self) -> bool {
         self.map.lock().map(|m| m.is_empty()).unwrap_or(true)
@@ -416,5 +434,8 @@ mod tests {
         assert_eq!(get("a", 2, 1151), "a-2-1151", "policy reloaded");
         assert_eq!(get("a", 2, 900), "a-2-900", "clock went back");
         assert_eq!(signed.load(Ordering::Relaxed), 5);
+        streams.forget_caches();
+        assert_eq!(get("a", 2, 901), "a-2-901", "signed again once forgotten");
+        assert_eq!(signed.load(Ordering::Relaxed), 6);
     }
 }

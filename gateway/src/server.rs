@@ -21,7 +21,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 
 use crate::Error;
 use crate::assertion::Signer;
@@ -35,6 +34,7 @@ use crate::policy::Policy;
 use crate::proxy::Route;
 use crate::recheck::OpenStreams;
 use crate::tls::TlsMaterial;
+use crate::tls_stream::ServerTls;
 use crate::upstream::SharedClientConfig;
 
 /// Everything that a reload may replace.
@@ -375,10 +375,9 @@ async fn connection(
         // between the post-handshake check below and the start of serving.
         let changes = shared.changes.subscribe();
         let state = shared.current();
-        let acceptor = TlsAcceptor::from(state.server_config.clone());
         let timeout = Duration::from_secs(shared.config.limits.handshake_timeout_secs);
         // Boxed: the handshake's state holds a whole TLS stream.
-        let handshake = Box::pin(acceptor.accept(stream));
+        let handshake = Box::pin(ServerTls::accept(stream, state.server_config.clone()));
         let tls = match tokio::time::timeout(timeout, handshake).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
@@ -400,7 +399,7 @@ async fn connection(
                 return;
             }
         };
-        let (_, session) = tls.get_ref();
+        let session = tls.session();
         let chain: Vec<_> = session
             .peer_certificates()
             .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
@@ -450,7 +449,7 @@ async fn connection(
             Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
             _ => "unknown",
         };
-        let sni = session.server_name().map(|s| s.to_ascii_lowercase());
+        let sni = tls.server_name().map(|s| s.to_ascii_lowercase());
         let h2 = session.alpn_protocol() == Some(b"h2");
 
         if !claim_identity(&shared, &mut guard, identity.principal(), peer) {
@@ -528,7 +527,7 @@ pub fn until_expiry(conn: &ConnInfo) -> Duration {
 fn serve_http(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
-    tls: tokio_rustls::server::TlsStream<TcpStream>,
+    tls: ServerTls,
     mut changes: tokio::sync::watch::Receiver<u64>,
     mut tls_seen: Arc<TlsMaterial>,
 ) -> impl std::future::Future<Output = ()> + Send {
@@ -587,6 +586,7 @@ fn serve_http(
             header_timeout,
             shared.metrics.parked_connections.clone(),
             conn.peer,
+            streams.clone(),
         )));
     }
     // Asks hyper (or the parked connection) to close once nothing is in

@@ -44,7 +44,7 @@ pub async fn serve(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
     route: TcpRoute,
-    mut tls: tokio_rustls::server::TlsStream<TcpStream>,
+    mut tls: crate::tls_stream::ServerTls,
     mut changes: tokio::sync::watch::Receiver<u64>,
     mut tls_seen: Arc<crate::tls::TlsMaterial>,
 ) {

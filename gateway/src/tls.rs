@@ -341,6 +341,7 @@ impl TlsMaterial {
             .with_single_cert(self.chain.clone(), self.key.clone_key())
             .map_err(|e| Error::Tls(format!("own certificate/key: {e}")))?;
         sc.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        sc.cert_resolver = Arc::new(crate::tls_stream::SniRecorder(sc.cert_resolver.clone()));
         Ok(Arc::new(sc))
     }
 }
