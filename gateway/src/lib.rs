@@ -21,6 +21,7 @@ pub mod identity;
 pub mod idle;
 pub mod metrics;
 pub mod park;
+pub mod peers;
 pub mod policy;
 pub mod proxy;
 pub mod quic;

@@ -61,7 +61,7 @@ enum State<S: HttpService<Incoming>> {
 /// An HTTP/1.1 connection that parks when idle (see the module docs).
 pub struct H1<S: HttpService<Incoming>> {
     state: State<S>,
-    builder: http1::Builder,
+    builder: Arc<http1::Builder>,
     service: S,
     activity: Arc<Activity>,
     header_timeout: Duration,
@@ -104,7 +104,7 @@ where
     /// are dropped on parking.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        builder: http1::Builder,
+        builder: Arc<http1::Builder>,
         io: Tracked<Tls>,
         service: S,
         activity: Arc<Activity>,

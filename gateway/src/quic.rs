@@ -5,7 +5,7 @@
 //! built by [`TlsMaterial::server_config_with`] from the same
 //! [`crate::tls::SpiffeVerifier`] as the TCP listener (chain, CRL, EKU,
 //! exactly one SPIFFE ID), the identity comes from the same
-//! [`Identity::from_leaf`], connection limits are the same counters
+//! [`crate::peers::Peers::get`], connection limits are the same counters
 //! ([`crate::server::admit`], [`crate::server::claim_identity`]), and every
 //! request goes through [`crate::proxy::handle`] — routing, the decision,
 //! the decision log, header stripping, the identity headers and the
@@ -63,7 +63,6 @@ use rustls::pki_types::CertificateDer;
 use crate::Error;
 use crate::config::Config;
 use crate::decide::ConnInfo;
-use crate::identity::Identity;
 use crate::recheck::{Killed, OpenStreams};
 use crate::server::{ConnGuard, Shared, State, close_for, recheck_chain, until_expiry};
 use crate::tls::TlsMaterial;
@@ -301,13 +300,10 @@ async fn connection(
         .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
         .map(|b| *b)
         .unwrap_or_default();
-    let identity = match chain
-        .first()
-        .map(|leaf| Identity::from_leaf(leaf, &shared.config.trust_domain))
-    {
-        Some(Ok(id)) => id,
+    let client = match shared.peers.get(&chain, &shared.config.trust_domain) {
+        Ok(client) => client,
         // The verifier already refused these; defence in depth.
-        _ => {
+        Err(_) => {
             failed("identity");
             quic.close(VarInt::from_u32(CLOSE_NO_LONGER_ALLOWED), b"no identity");
             return;
@@ -321,7 +317,7 @@ async fn connection(
     // loop was yet to install the new config.)
     let current = shared.current().tls.clone();
     if !Arc::ptr_eq(&current, &installed)
-        && let Some((leaf, rest)) = chain.split_first()
+        && let Some((leaf, rest)) = client.chain.split_first()
         && let Err(e) = current.verifier.recheck(leaf, rest)
     {
         failed("recheck_invalid");
@@ -333,7 +329,7 @@ async fn connection(
         return;
     }
     metrics.quic_handshakes.with_label_values(&["ok", ""]).inc();
-    if !crate::server::claim_identity(&shared, &mut guard, identity.principal(), peer) {
+    if !crate::server::claim_identity(&shared, &mut guard, client.identity.principal(), peer) {
         quic.close(
             VarInt::from_u32(CLOSE_EXCESSIVE_LOAD),
             b"per-identity connection limit",
@@ -342,8 +338,8 @@ async fn connection(
     }
     let conn = Arc::new(ConnInfo {
         peer,
-        identity: Arc::new(identity),
-        chain: Arc::new(chain),
+        identity: client.identity,
+        chain: client.chain,
         tls_version: "TLSv1.3",
         protocol: "h3",
     });

@@ -48,9 +48,11 @@ pub struct OpenStreams {
     /// Per-connection assertion cache, see [`OpenStreams::assertion`].
     assertions: Mutex<HashMap<String, CachedAssertion>>,
     /// Per-connection base context, see [`OpenStreams::base_context`].
-    base: Mutex<Option<CachedBase>>,
+    /// Boxed, as the header values: every connection holds this struct,
+    /// idle ones included, and most of its size would be these.
+    base: Mutex<Option<Box<CachedBase>>>,
     /// Per-connection header values, see [`OpenStreams::conn_headers`].
-    headers: std::sync::OnceLock<ConnHeaders>,
+    headers: std::sync::OnceLock<Box<ConnHeaders>>,
 }
 
 /// Header values the gateway adds to every request of one connection.
@@ -180,11 +182,11 @@ impl OpenStreams {
                 let base = crate::decide::base_context(conn, &groups, now);
                 let context = base.layer();
                 if let Ok(mut b) = self.base.lock() {
-                    *b = Some(CachedBase {
+                    *b = Some(Box::new(CachedBase {
                         generation,
                         groups: groups.clone(),
                         context: base,
-                    });
+                    }));
                 }
                 (groups, context)
             }
@@ -197,9 +199,11 @@ impl OpenStreams {
     /// (formatting the address and checking the principal as a header
     /// value cost more than sharing the result).
     pub fn conn_headers(&self, conn: &ConnInfo) -> &ConnHeaders {
-        self.headers.get_or_init(|| ConnHeaders {
-            forwarded_for: http::HeaderValue::from_str(&conn.peer.ip().to_string()).ok(),
-            identity: http::HeaderValue::from_str(conn.identity.principal()).ok(),
+        self.headers.get_or_init(|| {
+            Box::new(ConnHeaders {
+                forwarded_for: http::HeaderValue::from_str(&conn.peer.ip().to_string()).ok(),
+                identity: http::HeaderValue::from_str(conn.identity.principal()).ok(),
+            })
         })
     }
 

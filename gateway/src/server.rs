@@ -26,10 +26,10 @@ use crate::Error;
 use crate::assertion::Signer;
 use crate::config::{Config, Mode, TcpRoute};
 use crate::decide::{ConnInfo, Decider};
-use crate::identity::Identity;
 use crate::idle::{Activity, Tracked};
 use crate::metrics::Metrics;
 use crate::park::{Guarded, H1};
+use crate::peers::Peers;
 use crate::policy::Policy;
 use crate::proxy::Route;
 use crate::recheck::OpenStreams;
@@ -79,6 +79,11 @@ pub struct Shared {
     /// TLS client config for HTTPS upstreams, replaced on reload.
     pub upstream_tls: SharedClientConfig,
     per_identity: Mutex<HashMap<String, usize>>,
+    /// The chains and identities of open connections, one copy per client.
+    pub peers: Peers,
+    /// hyper's HTTP/1.1 settings, shared by every connection (a parked
+    /// connection starts a new hyper connection from them on resume).
+    pub h1_builder: Arc<http1::Builder>,
     /// Set once listeners are up.
     pub ready: AtomicBool,
     /// `Alt-Svc` advertising HTTP/3 on TCP responses (`None` when HTTP/3 is
@@ -231,6 +236,7 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>) -> Res
     let upstream_tls: SharedClientConfig =
         Arc::new(RwLock::new(state.tls.upstream_client_config()?));
     let state = with_routes(state, &config, &upstream_tls);
+    let h1_builder = Arc::new(h1_builder(&config.limits));
     let shared = Arc::new(Shared {
         upstream_tls,
         config,
@@ -242,6 +248,8 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>) -> Res
         signer: Signer::generate()?,
         decider,
         per_identity: Mutex::new(HashMap::new()),
+        peers: Peers::default(),
+        h1_builder,
         ready: AtomicBool::new(false),
         alt_svc,
     });
@@ -376,10 +384,14 @@ async fn connection(
         let changes = shared.changes.subscribe();
         let state = shared.current();
         let timeout = Duration::from_secs(shared.config.limits.handshake_timeout_secs);
-        // Boxed: the handshake's state holds a whole TLS stream.
-        let handshake = Box::pin(ServerTls::accept(stream, state.server_config.clone()));
-        let tls = match tokio::time::timeout(timeout, handshake).await {
-            Ok(Ok(tls)) => tls,
+        // Boxed, timer included: the handshake's state holds a whole TLS
+        // stream, and the task keeps the room of whatever it awaits.
+        let handshake = Box::pin(tokio::time::timeout(
+            timeout,
+            ServerTls::accept(stream, state.server_config.clone()),
+        ));
+        let (tls, sni) = match handshake.await {
+            Ok(Ok(accepted)) => accepted,
             Ok(Err(e)) => {
                 let reason = crate::tls::handshake_failure_reason(&e);
                 shared
@@ -400,17 +412,13 @@ async fn connection(
             }
         };
         let session = tls.session();
-        let chain: Vec<_> = session
-            .peer_certificates()
-            .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
-            .unwrap_or_default();
-        let identity = match chain
-            .first()
-            .map(|leaf| Identity::from_leaf(leaf, &shared.config.trust_domain))
-        {
-            Some(Ok(id)) => id,
+        let client = match shared.peers.get(
+            session.peer_certificates().unwrap_or_default(),
+            &shared.config.trust_domain,
+        ) {
+            Ok(client) => client,
             // The verifier already refused these; this is defence in depth.
-            _ => {
+            Err(_) => {
                 shared
                     .metrics
                     .handshakes
@@ -428,7 +436,7 @@ async fn connection(
         let checked_with = shared.current().tls.clone();
         let reloaded = !Arc::ptr_eq(&checked_with, &state.tls);
         if (reloaded || session.handshake_kind() == Some(rustls::HandshakeKind::Resumed))
-            && let Some((leaf, rest)) = chain.split_first()
+            && let Some((leaf, rest)) = client.chain.split_first()
             && let Err(e) = checked_with.verifier.recheck(leaf, rest)
         {
             shared
@@ -449,10 +457,10 @@ async fn connection(
             Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
             _ => "unknown",
         };
-        let sni = tls.server_name().map(|s| s.to_ascii_lowercase());
+        let sni = sni.map(|s| s.to_ascii_lowercase());
         let h2 = session.alpn_protocol() == Some(b"h2");
 
-        if !claim_identity(&shared, &mut guard, identity.principal(), peer) {
+        if !claim_identity(&shared, &mut guard, client.identity.principal(), peer) {
             return;
         }
 
@@ -461,8 +469,8 @@ async fn connection(
             .and_then(|sni| state.tcp_routes.iter().find(|r| r.sni == sni).cloned());
         let conn = Arc::new(ConnInfo {
             peer,
-            identity: Arc::new(identity),
-            chain: Arc::new(chain),
+            identity: client.identity,
+            chain: client.chain,
             tls_version,
             protocol: if tcp_route.is_some() {
                 "tcp"
@@ -572,14 +580,8 @@ fn serve_http(
         h2 = Some(Box::pin(builder.serve_connection(TokioIo::new(io), svc)));
     } else {
         let header_timeout = Duration::from_secs(limits.header_read_timeout_secs);
-        let mut builder = http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(header_timeout)
-            .max_buf_size(limits.max_header_bytes.max(8192))
-            .max_headers(limits.max_headers);
         h1 = Some(Box::new(H1::new(
-            builder,
+            shared.h1_builder.clone(),
             io,
             svc,
             activity.clone(),
@@ -604,10 +606,14 @@ fn serve_http(
     let idle_limit = Duration::from_secs(limits.idle_timeout_secs);
     async move {
         let mut shutdown = shared.shutdown.subscribe();
-        let expiry = tokio::time::sleep(until_expiry(&conn));
-        tokio::pin!(expiry);
-        let idle = tokio::time::sleep(idle_limit);
-        tokio::pin!(idle);
+        // One timer for the certificate's expiry and the idle check, at
+        // whichever is due first: the task of every idle connection holds
+        // it, and a timer is over 100 bytes.
+        let start = tokio::time::Instant::now();
+        let expiry_at = start + until_expiry(&conn);
+        let mut idle_at = (!idle_limit.is_zero()).then(|| start + idle_limit);
+        let timer = tokio::time::sleep_until(expiry_at);
+        tokio::pin!(timer);
         // `http_done`: hyper has finished with the connection; upgraded streams
         // (WebSockets) may still be open and are still re-checked until they end.
         let (mut http_done, mut closing, mut expired) = (false, false, false);
@@ -616,6 +622,18 @@ fn serve_http(
             let emptied = streams.emptied.notified();
             if http_done && streams.is_empty() {
                 break;
+            }
+            let due = [
+                (!expired).then_some(expiry_at),
+                idle_at.filter(|_| !closing),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            if let Some(at) = due
+                && timer.deadline() != at
+            {
+                timer.as_mut().reset(at);
             }
             tokio::select! {
                 res = std::future::poll_fn(|cx| match (h1.as_mut(), h2.as_mut()) {
@@ -645,27 +663,31 @@ fn serve_http(
                         streams.recheck(&shared, &conn);
                     }
                 }
-                () = &mut expiry, if !expired => {
-                    expired = true;
-                    close_for(&shared, &conn, "", "expired", "client certificate expired");
-                    streams.kill_all("client certificate expired");
-                    if !http_done && !closing {
-                        graceful_shutdown!();
-                    }
-                    closing = true;
-                }
-                () = &mut idle, if !closing && !idle_limit.is_zero() => {
-                    let deadline = activity.last() + idle_limit;
-                    if deadline <= std::time::Instant::now() && streams.is_empty() {
-                        tracing::debug!(peer = %conn.peer, "closing idle connection");
-                        shared.metrics.limited.with_label_values(&["idle"]).inc();
-                        if !http_done {
+                () = &mut timer, if due.is_some() => {
+                    let now = tokio::time::Instant::now();
+                    if !expired && now >= expiry_at {
+                        expired = true;
+                        close_for(&shared, &conn, "", "expired", "client certificate expired");
+                        streams.kill_all("client certificate expired");
+                        if !http_done && !closing {
                             graceful_shutdown!();
                         }
                         closing = true;
-                    } else {
-                        let next = deadline.max(std::time::Instant::now() + Duration::from_secs(1));
-                        idle.as_mut().reset(tokio::time::Instant::from_std(next));
+                    } else if let Some(at) = idle_at
+                        && !closing
+                        && now >= at
+                    {
+                        let deadline = tokio::time::Instant::from_std(activity.last() + idle_limit);
+                        if deadline <= now && streams.is_empty() {
+                            tracing::debug!(peer = %conn.peer, "closing idle connection");
+                            shared.metrics.limited.with_label_values(&["idle"]).inc();
+                            if !http_done {
+                                graceful_shutdown!();
+                            }
+                            closing = true;
+                        } else {
+                            idle_at = Some(deadline.max(now + Duration::from_secs(1)));
+                        }
                     }
                 }
                 changed = shutdown.changed(), if !closing => {
@@ -678,6 +700,17 @@ fn serve_http(
             }
         }
     }
+}
+
+/// hyper's HTTP/1.1 server settings from the limits.
+fn h1_builder(limits: &crate::config::Limits) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(limits.header_read_timeout_secs))
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(limits.max_headers);
+    builder
 }
 
 /// Logs, counts and records in the decision log why a connection is closed.

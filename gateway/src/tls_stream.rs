@@ -100,7 +100,6 @@ pub struct ServerTls {
     /// Encrypted bytes; `outgoing[sent..]` is not yet written.
     outgoing: Vec<u8>,
     sent: usize,
-    sni: Option<Box<str>>,
     /// close_notify received.
     peer_closed: bool,
     /// The socket reached end of stream.
@@ -109,7 +108,7 @@ pub struct ServerTls {
     close_sent: bool,
     /// The error that ended the connection: rustls must not see the bytes
     /// that caused it again, so every later call returns it.
-    failed: Option<rustls::Error>,
+    failed: Option<Box<rustls::Error>>,
 }
 
 impl fmt::Debug for ServerTls {
@@ -129,10 +128,15 @@ fn tls_error(e: rustls::Error) -> io::Error {
 }
 
 impl ServerTls {
-    /// Runs the server side of a handshake on `tcp`. A refused handshake is
-    /// an `InvalidData` error carrying the `rustls::Error` (as tokio-rustls
-    /// reports it), after the alert has been offered to the peer.
-    pub async fn accept(tcp: TcpStream, config: Arc<ServerConfig>) -> io::Result<ServerTls> {
+    /// Runs the server side of a handshake on `tcp`; returns the stream and
+    /// the server name the client asked for (SNI), if it sent one. A
+    /// refused handshake is an `InvalidData` error carrying the
+    /// `rustls::Error` (as tokio-rustls reports it), after the alert has
+    /// been offered to the peer.
+    pub async fn accept(
+        tcp: TcpStream,
+        config: Arc<ServerConfig>,
+    ) -> io::Result<(ServerTls, Option<Box<str>>)> {
         let conn = UnbufferedServerConnection::new(config).map_err(tls_error)?;
         let mut tls = ServerTls {
             tcp,
@@ -143,24 +147,19 @@ impl ServerTls {
             plain_at: 0,
             outgoing: Vec::new(),
             sent: 0,
-            sni: None,
             peer_closed: false,
             tcp_eof: false,
             close_sent: false,
             failed: None,
         };
-        poll_fn(|cx| tls.poll_handshake(cx)).await?;
-        Ok(tls)
+        let mut sni = None;
+        poll_fn(|cx| tls.poll_handshake(cx, &mut sni)).await?;
+        Ok((tls, sni))
     }
 
     /// The session: peer certificates, ALPN, version, resumption.
     pub fn session(&self) -> &CommonState {
         &self.conn
-    }
-
-    /// The server name the client asked for, if it sent one.
-    pub fn server_name(&self) -> Option<&str> {
-        self.sni.as_deref()
     }
 
     /// The socket.
@@ -190,12 +189,16 @@ impl ServerTls {
         }
     }
 
-    fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_handshake(
+        &mut self,
+        cx: &mut Context<'_>,
+        sni: &mut Option<Box<str>>,
+    ) -> Poll<io::Result<()>> {
         loop {
             SNI.with(|s| s.borrow_mut().take());
             let progress = self.process();
             if let Some(name) = SNI.with(|s| s.borrow_mut().take()) {
-                self.sni = Some(name);
+                *sni = Some(name);
             }
             let progress = match progress {
                 Ok(p) => p,
@@ -231,7 +234,7 @@ impl ServerTls {
     /// too, and the error returned.
     fn process(&mut self) -> io::Result<Progress> {
         if let Some(e) = &self.failed {
-            return Err(tls_error(e.clone()));
+            return Err(tls_error((**e).clone()));
         }
         let mut progress = Progress::NeedData;
         loop {
@@ -242,7 +245,7 @@ impl ServerTls {
             let done = match status.state {
                 Err(e) => {
                     self.drop_front(discard);
-                    self.failed = Some(e.clone());
+                    self.failed = Some(Box::new(e.clone()));
                     self.encode_alert();
                     return Err(tls_error(e));
                 }
@@ -374,7 +377,7 @@ impl ServerTls {
     /// read would.
     fn seal(&mut self, data: Option<&[u8]>) -> io::Result<()> {
         if let Some(e) = &self.failed {
-            return Err(tls_error(e.clone()));
+            return Err(tls_error((**e).clone()));
         }
         loop {
             let status = self
@@ -420,7 +423,7 @@ impl ServerTls {
                     "cannot write in TLS state {other:?}"
                 )))),
                 Err(e) => {
-                    self.failed = Some(e.clone());
+                    self.failed = Some(Box::new(e.clone()));
                     Some(Err(tls_error(e)))
                 }
             };
@@ -640,7 +643,10 @@ mod tests {
     async fn pair(
         server: Arc<ServerConfig>,
         client: Arc<ClientConfig>,
-    ) -> (io::Result<ServerTls>, io::Result<TlsStream<TcpStream>>) {
+    ) -> (
+        io::Result<(ServerTls, Option<Box<str>>)>,
+        io::Result<TlsStream<TcpStream>>,
+    ) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let accept = tokio::spawn(async move {
@@ -662,8 +668,8 @@ mod tests {
     async fn round_trip(versions: &[&'static rustls::SupportedProtocolVersion]) {
         let pki = pki(versions);
         let (server, client) = pair(pki.server, pki.client).await;
-        let (mut server, mut client) = (server.unwrap(), client.unwrap());
-        assert_eq!(server.server_name(), Some("gw.test"));
+        let ((mut server, sni), mut client) = (server.unwrap(), client.unwrap());
+        assert_eq!(sni.as_deref(), Some("gw.test"));
         assert_eq!(server.session().alpn_protocol(), Some(&b"http/1.1"[..]));
         assert_eq!(
             server.session().peer_certificates().map(<[_]>::len),
@@ -720,7 +726,7 @@ mod tests {
     async fn close_notify_ends_the_stream_and_a_bare_tcp_close_is_an_error() {
         let pki = pki(&[&rustls::version::TLS13]);
         let (server, client) = pair(pki.server.clone(), pki.client.clone()).await;
-        let (mut server, mut client) = (server.unwrap(), client.unwrap());
+        let ((mut server, _), mut client) = (server.unwrap(), client.unwrap());
         client.write_all(b"last words").await.unwrap();
         client.shutdown().await.unwrap();
         let mut got = Vec::new();
@@ -728,7 +734,7 @@ mod tests {
         assert_eq!(got, b"last words");
 
         let (server, client) = pair(pki.server, pki.client).await;
-        let (mut server, mut client) = (server.unwrap(), client.unwrap());
+        let ((mut server, _), mut client) = (server.unwrap(), client.unwrap());
         client.write_all(b"cut").await.unwrap();
         client.flush().await.unwrap();
         // A FIN with no close_notify before it (dropping the socket could
@@ -745,7 +751,7 @@ mod tests {
     async fn idle_connection_gives_its_buffers_back_and_carries_on() {
         let pki = pki(&[&rustls::version::TLS13]);
         let (server, client) = pair(pki.server, pki.client).await;
-        let (mut server, mut client) = (server.unwrap(), client.unwrap());
+        let ((mut server, _), mut client) = (server.unwrap(), client.unwrap());
         client.write_all(b"ping").await.unwrap();
         client.flush().await.unwrap();
         let mut buf = [0u8; 4];
@@ -772,7 +778,7 @@ mod tests {
     async fn a_client_key_update_is_followed() {
         let pki = pki(&[&rustls::version::TLS13]);
         let (server, client) = pair(pki.server, pki.client).await;
-        let (mut server, mut client) = (server.unwrap(), client.unwrap());
+        let ((mut server, _), mut client) = (server.unwrap(), client.unwrap());
         for round in 0..3u8 {
             client.get_mut().1.refresh_traffic_keys().unwrap();
             client.write_all(&[round; 10]).await.unwrap();
