@@ -58,8 +58,10 @@ enum Command {
 /// (32 keep-alive connections): glibc 47-48 µs per request, mimalloc 43-44,
 /// jemalloc 43-44 with 9 MB less resident memory than mimalloc (19 vs 28 MB
 /// after the load), which is what decides it, since memory per idle
-/// connection is a gateway budget too. Without the `jemalloc` feature the
-/// binary keeps glibc malloc, which heap profilers such as heaptrack hook.
+/// connection is a gateway budget too. Its options (a background thread
+/// that gives freed pages back after 200 ms) are set at build time in
+/// `.cargo/config.toml`. Without the `jemalloc` feature the binary keeps
+/// glibc malloc, which heap profilers such as heaptrack hook.
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
