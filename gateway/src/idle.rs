@@ -156,8 +156,8 @@ pub struct Tracked<T> {
     inner: T,
     activity: Arc<Activity>,
     /// Bytes read before parking that hyper had not used yet; read again
-    /// first.
-    replay: Bytes,
+    /// first. Boxed: rarely any, and every parked connection holds this.
+    replay: Option<Box<Bytes>>,
 }
 
 impl<T> Tracked<T> {
@@ -166,7 +166,7 @@ impl<T> Tracked<T> {
         Tracked {
             inner,
             activity,
-            replay: Bytes::new(),
+            replay: None,
         }
     }
 
@@ -182,12 +182,12 @@ impl<T> Tracked<T> {
 
     /// Bytes still to be replayed before the stream is read again.
     pub fn replay(&self) -> &[u8] {
-        &self.replay
+        self.replay.as_deref().map_or(&[], |b| &b[..])
     }
 
     /// Makes `bytes` the next bytes read (before the stream's own).
     pub fn set_replay(&mut self, bytes: Bytes) {
-        self.replay = bytes;
+        self.replay = (!bytes.is_empty()).then(|| Box::new(bytes));
     }
 }
 
@@ -198,10 +198,13 @@ impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
-        if !this.replay.is_empty() {
-            let n = this.replay.len().min(buf.remaining());
-            buf.put_slice(&this.replay[..n]);
-            this.replay.advance(n);
+        if let Some(replay) = this.replay.as_mut() {
+            let n = replay.len().min(buf.remaining());
+            buf.put_slice(&replay[..n]);
+            replay.advance(n);
+            if replay.is_empty() {
+                this.replay = None;
+            }
             this.activity.read_pending.store(false, Ordering::SeqCst);
             return Poll::Ready(Ok(()));
         }

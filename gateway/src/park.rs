@@ -4,7 +4,8 @@
 //! services) leave connections idle for hours. Once a connection has been
 //! quiet for [`QUIET`] with nothing in flight, [`H1`] takes the TLS stream
 //! back from hyper (`into_parts`), keeps the bytes hyper had read but not
-//! used, drops everything else, and waits for the socket to become
+//! used, drops everything else (the TLS stream's buffers and the
+//! connection's caches too), and waits for the socket to become
 //! readable; then a fresh hyper connection starts with those bytes replayed
 //! first. Upgraded connections (WebSockets) end hyper's connection and are
 //! never parked; HTTP/2 is multiplexed and not parked.

@@ -90,9 +90,13 @@ enum Progress {
 pub struct ServerTls {
     tcp: TcpStream,
     conn: UnbufferedServerConnection,
-    /// Received TLS bytes; `incoming[..filled]` is not yet processed (at
-    /// most one partial record once [`ServerTls::process`] has run).
+    /// Received TLS bytes; `incoming[start..filled]` is not yet processed
+    /// (at most one partial record once [`ServerTls::process`] has run).
+    /// Processed records only move `start`: the rest moves to the front
+    /// once, before the next read, not once per record (a flight of tiny
+    /// records would otherwise cost quadratic copying).
     incoming: Vec<u8>,
+    start: usize,
     filled: usize,
     /// Decrypted bytes; `plain[plain_at..]` is not yet read.
     plain: Vec<u8>,
@@ -142,6 +146,7 @@ impl ServerTls {
             tcp,
             conn,
             incoming: Vec::new(),
+            start: 0,
             filled: 0,
             plain: Vec::new(),
             plain_at: 0,
@@ -240,7 +245,7 @@ impl ServerTls {
         loop {
             let status = self
                 .conn
-                .process_tls_records(&mut self.incoming[..self.filled]);
+                .process_tls_records(&mut self.incoming[self.start..self.filled]);
             let mut discard = status.discard;
             let done = match status.state {
                 Err(e) => {
@@ -310,7 +315,7 @@ impl ServerTls {
         }
         let status = self
             .conn
-            .process_tls_records(&mut self.incoming[..self.filled]);
+            .process_tls_records(&mut self.incoming[self.start..self.filled]);
         let discard = status.discard;
         if let Ok(ConnectionState::EncodeTlsData(mut data)) = status.state {
             let _ = encode(&mut data, &mut self.outgoing);
@@ -319,18 +324,22 @@ impl ServerTls {
     }
 
     fn drop_front(&mut self, n: usize) {
-        if n == 0 {
-            return;
+        self.start = (self.start + n).min(self.filled);
+        if self.start == self.filled {
+            self.start = 0;
+            self.filled = 0;
         }
-        let n = n.min(self.filled);
-        self.incoming.copy_within(n..self.filled, 0);
-        self.filled -= n;
     }
 
     /// Reads from the socket into `incoming`: 0 at end of stream.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.tcp_eof {
             return Poll::Ready(Ok(0));
+        }
+        if self.start > 0 {
+            self.incoming.copy_within(self.start..self.filled, 0);
+            self.filled -= self.start;
+            self.start = 0;
         }
         // Room for a whole record when a partial one is waiting.
         let record = if self.filled >= 5 {
@@ -382,7 +391,7 @@ impl ServerTls {
         loop {
             let status = self
                 .conn
-                .process_tls_records(&mut self.incoming[..self.filled]);
+                .process_tls_records(&mut self.incoming[self.start..self.filled]);
             let mut discard = status.discard;
             let result = match status.state {
                 Ok(ConnectionState::WriteTraffic(mut traffic)) => Some(match data {
@@ -720,6 +729,27 @@ mod tests {
     #[tokio::test]
     async fn carries_bytes_both_ways_over_tls12() {
         round_trip(&[&rustls::version::TLS12]).await;
+    }
+
+    #[tokio::test]
+    async fn many_tiny_records_in_one_read_arrive_in_order() {
+        let pki = pki(&[&rustls::version::TLS13]);
+        let (server, client) = pair(pki.server, pki.client).await;
+        let ((mut server, _), mut client) = (server.unwrap(), client.unwrap());
+        let sent = pattern(3000, 11);
+        let bytes = sent.clone();
+        let writer = tokio::spawn(async move {
+            // One record per write: the server reads hundreds at a time.
+            for b in bytes {
+                client.write_all(&[b]).await.unwrap();
+            }
+            client.shutdown().await.unwrap();
+            client
+        });
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert!(got == sent, "{} bytes read, not the bytes sent", got.len());
+        drop(writer.await.unwrap());
     }
 
     #[tokio::test]
