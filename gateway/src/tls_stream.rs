@@ -518,6 +518,12 @@ impl AsyncRead for ServerTls {
             if this.plain_at < this.plain.len() {
                 continue;
             }
+            // A peer that makes rustls answer (key update requests) but
+            // never reads is not read from either: what waits for it
+            // stays bounded.
+            if this.outgoing.len() - this.sent >= MAX_PENDING_WRITE {
+                ready!(this.poll_flush_outgoing(cx))?;
+            }
             if ready!(this.poll_fill(cx))? == 0 {
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
