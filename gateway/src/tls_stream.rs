@@ -21,9 +21,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use rustls::server::{ClientHello, ResolvesServerCert, UnbufferedServerConnection};
+use rustls::server::{
+    ClientHello, ResolvesServerCert, ServerConnectionData, UnbufferedServerConnection,
+};
 use rustls::sign::CertifiedKey;
-use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError};
+use rustls::unbuffered::{ConnectionState, EncodeError, EncodeTlsData, EncryptError, ReadTraffic};
 use rustls::{CommonState, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -255,15 +257,7 @@ impl ServerTls {
                     return Err(tls_error(e));
                 }
                 Ok(ConnectionState::ReadTraffic(mut traffic)) => {
-                    while let Some(record) = traffic.next_record() {
-                        let record = record.map_err(tls_error)?;
-                        discard += record.discard;
-                        if self.plain_at >= self.plain.len() {
-                            self.plain.clear();
-                            self.plain_at = 0;
-                        }
-                        self.plain.extend_from_slice(record.payload);
-                    }
+                    discard += take_records(&mut traffic, &mut self.plain, &mut self.plain_at)?;
                     false
                 }
                 Ok(ConnectionState::EncodeTlsData(mut data)) => {
@@ -401,15 +395,7 @@ impl ServerTls {
                     None => seal_into(&mut self.outgoing, 0, |out| traffic.queue_close_notify(out)),
                 }),
                 Ok(ConnectionState::ReadTraffic(mut traffic)) => {
-                    while let Some(record) = traffic.next_record() {
-                        let record = record.map_err(tls_error)?;
-                        discard += record.discard;
-                        if self.plain_at >= self.plain.len() {
-                            self.plain.clear();
-                            self.plain_at = 0;
-                        }
-                        self.plain.extend_from_slice(record.payload);
-                    }
+                    discard += take_records(&mut traffic, &mut self.plain, &mut self.plain_at)?;
                     None
                 }
                 Ok(ConnectionState::EncodeTlsData(mut d)) => {
@@ -444,9 +430,29 @@ impl ServerTls {
     }
 }
 
+/// Moves the records rustls decrypted to `plain` (after its unread
+/// bytes); returns what they add to the discard.
+fn take_records(
+    traffic: &mut ReadTraffic<'_, '_, ServerConnectionData>,
+    plain: &mut Vec<u8>,
+    plain_at: &mut usize,
+) -> io::Result<usize> {
+    let mut discard = 0;
+    while let Some(record) = traffic.next_record() {
+        let record = record.map_err(tls_error)?;
+        discard += record.discard;
+        if *plain_at >= plain.len() {
+            plain.clear();
+            *plain_at = 0;
+        }
+        plain.extend_from_slice(record.payload);
+    }
+    Ok(discard)
+}
+
 /// Copies a record rustls encoded into `outgoing`.
 fn encode(
-    data: &mut rustls::unbuffered::EncodeTlsData<'_, rustls::server::ServerConnectionData>,
+    data: &mut EncodeTlsData<'_, ServerConnectionData>,
     outgoing: &mut Vec<u8>,
 ) -> io::Result<()> {
     let start = outgoing.len();
