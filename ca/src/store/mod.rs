@@ -5,7 +5,7 @@
 mod sqlite;
 
 pub use sqlite::SqliteStore;
-pub(crate) use sqlite::write_issue;
+pub(crate) use sqlite::write_issue_alone;
 
 use crate::Error;
 

@@ -76,11 +76,11 @@ struct PendingIssue {
 /// Most issuances committed in one transaction.
 const MAX_GROUP: usize = 256;
 
-/// Claims the token (if any) and inserts the certificate; the caller
-/// wraps it in a savepoint so a failure undoes only this one. Shared with
-/// the transparency log's writer, which runs it in the same transaction as
-/// the log append so that an issuance costs one fsync, not two.
-pub(crate) fn write_issue(
+/// Claims the token (if any) and inserts the certificate. Run through
+/// [`write_issue_alone`], by the store's group commit and by the
+/// transparency log's writer, which runs it in the same transaction as the
+/// log append so that an issuance costs one fsync, not two.
+fn write_issue(
     conn: &Connection,
     cert: &CertRecord,
     claim: Option<(&str, i64)>,
@@ -118,6 +118,27 @@ pub(crate) fn write_issue(
     Ok(())
 }
 
+/// [`write_issue`] in its own savepoint, so that a refused issuance (a
+/// token already used) undoes only its own rows: `Ok(Err(_))`. `Err(_)`
+/// is the savepoint itself failing, which leaves the transaction unusable.
+pub(crate) fn write_issue_alone(
+    conn: &Connection,
+    cert: &CertRecord,
+    claim: Option<(&str, i64)>,
+) -> Result<Result<(), Error>, Error> {
+    conn.execute_batch("SAVEPOINT issue")?;
+    match write_issue(conn, cert, claim) {
+        Ok(()) => {
+            conn.execute_batch("RELEASE issue")?;
+            Ok(Ok(()))
+        }
+        Err(e) => {
+            conn.execute_batch("ROLLBACK TO issue; RELEASE issue")?;
+            Ok(Err(e))
+        }
+    }
+}
+
 /// Commits one group: each issuance in its own savepoint (a reused token
 /// undoes only its own rows), one COMMIT (one fsync) for all. Returns the
 /// per-issuance results; if the COMMIT fails, every one of them failed.
@@ -134,17 +155,7 @@ fn commit_group(conn: &Connection, group: &[PendingIssue]) -> Vec<Result<(), Err
     let mut results = Vec::with_capacity(group.len());
     for p in group {
         let claim = p.claim.as_ref().map(|(id, now)| (id.as_str(), *now));
-        let r = conn
-            .execute_batch("SAVEPOINT issue")
-            .map_err(Error::from)
-            .and_then(|()| write_issue(conn, &p.cert, claim));
-        match r {
-            Ok(()) => results.push(conn.execute_batch("RELEASE issue").map_err(Error::from)),
-            Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK TO issue; RELEASE issue");
-                results.push(Err(e));
-            }
-        }
+        results.push(write_issue_alone(conn, &p.cert, claim).and_then(|r| r));
     }
     if let Err(e) = conn.execute_batch("COMMIT") {
         let _ = conn.execute_batch("ROLLBACK");

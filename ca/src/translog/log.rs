@@ -151,6 +151,11 @@ struct Job {
     /// transaction (see [`Log::append_issue_blocking`]).
     store: Option<StoreWrite>,
     reply: Reply,
+    /// The caller's announcement, withdrawn when the writer takes the job
+    /// (see [`Grouping::collect`]): withdrawn at the send instead, the
+    /// writer could see the count before the caller dropped it and wait a
+    /// slice for a caller whose job it already holds.
+    arrival: Option<Arrival>,
 }
 
 /// An issuance for the CA store (`ca_certificates`, and the token claim),
@@ -280,7 +285,7 @@ impl Log {
     }
 
     fn submit(&self, entry: &Entry, reply: Reply) -> Result<(), Error> {
-        self.submit_with(entry, None, reply)
+        self.submit_with(entry, None, reply, None)
     }
 
     fn submit_with(
@@ -288,6 +293,7 @@ impl Log {
         entry: &Entry,
         store: Option<StoreWrite>,
         reply: Reply,
+        arrival: Option<Arrival>,
     ) -> Result<(), Error> {
         let bytes = entry.encode();
         let fields = entry.index_fields()?;
@@ -300,6 +306,7 @@ impl Log {
             fields,
             store,
             reply,
+            arrival,
         })
         .map_err(|_| Error::LogClosed)
     }
@@ -331,9 +338,12 @@ impl Log {
         arrival: Option<Arrival>,
     ) -> Result<Receipt, Error> {
         let (tx, rx) = mpsc::sync_channel(1);
-        self.submit_with(entry, Some(StoreWrite { cert, claim }), Reply::Blocking(tx))?;
-        // Queued now: the writer sees the job, no longer the announcement.
-        drop(arrival);
+        self.submit_with(
+            entry,
+            Some(StoreWrite { cert, claim }),
+            Reply::Blocking(tx),
+            arrival,
+        )?;
         rx.recv().map_err(|_| Error::LogClosed)?
     }
 
@@ -414,12 +424,17 @@ impl Grouping {
     /// Everything queued, then (while announced callers are still on
     /// their way and `max_wait` has not passed) whatever they submit.
     fn collect(&self, rx: &mpsc::Receiver<Job>, first: Job) -> Vec<Job> {
-        let mut batch = vec![first];
+        // A job in hand is no longer on its way.
+        let taken = |mut job: Job| {
+            job.arrival = None;
+            job
+        };
+        let mut batch = vec![taken(first)];
         let deadline = std::time::Instant::now() + self.max_wait;
         while batch.len() < self.max_batch {
             match rx.try_recv() {
                 Ok(job) => {
-                    batch.push(job);
+                    batch.push(taken(job));
                     continue;
                 }
                 Err(mpsc::TryRecvError::Disconnected) => break,
@@ -433,7 +448,7 @@ impl Grouping {
             // without ever submitting.
             let slice = (deadline - now).min(std::time::Duration::from_micros(100));
             match rx.recv_timeout(slice) {
-                Ok(job) => batch.push(job),
+                Ok(job) => batch.push(taken(job)),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
@@ -524,15 +539,11 @@ impl Writer<'_> {
         let timestamp_ms = now_ms().max(self.last_ts);
         for job in batch {
             if let Some(w) = &job.store {
-                // Its own savepoint: a refused token undoes only its rows.
-                tx.execute_batch("SAVEPOINT issue")?;
                 let claim = w.claim.as_ref().map(|(id, now)| (id.as_str(), *now));
-                if let Err(e) = crate::store::write_issue(&tx, &w.cert, claim) {
-                    tx.execute_batch("ROLLBACK TO issue; RELEASE issue")?;
+                if let Err(e) = crate::store::write_issue_alone(&tx, &w.cert, claim)? {
                     rejected.push(Some(e));
                     continue;
                 }
-                tx.execute_batch("RELEASE issue")?;
             }
             rejected.push(None);
             let index = self.frontier.size();
