@@ -18,6 +18,7 @@
 //! against the rebuilt prefix, and with the CA's consistency proof to its
 //! newest head, verified locally.
 
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -380,11 +381,18 @@ impl LogSource for ApiSource<'_> {
 /// the CA holds one (it comes with the consistency proof; only its signature
 /// is trusted), or else by the CA's consistency proof checked here against
 /// the rebuilt prefix. `None` when every entry read up to the head's size is
-/// proven.
-fn locate(api: &Api, key: &LogPublicKey, leaves: &[Hash], head: &SignedTreeHead) -> Option<u64> {
+/// proven. The log's signed heads seen on the way are kept in `seen` by
+/// size, for [`moved_to`].
+fn locate(
+    api: &Api,
+    key: &LogPublicKey,
+    leaves: &[Hash],
+    head: &SignedTreeHead,
+    seen: &mut HashMap<u64, SignedTreeHead>,
+) -> Option<u64> {
     let size = head.head.tree_size;
     let n = size.min(leaves.len() as u64);
-    let proven = |k: u64| -> bool {
+    let mut proven = |k: u64| -> bool {
         if k == 0 {
             return true;
         }
@@ -404,7 +412,9 @@ fn locate(api: &Api, key: &LogPublicKey, leaves: &[Hash], head: &SignedTreeHead)
             .and_then(|j| verify_sth_json(j, key).ok())
             && signed.head.tree_size == k
         {
-            return f.root() == signed.head.root_hash;
+            let root = signed.head.root_hash;
+            seen.insert(k, signed);
+            return f.root() == root;
         }
         let path: Result<Vec<Hash>, _> = p
             .consistency_path
@@ -432,17 +442,21 @@ fn locate(api: &Api, key: &LogPublicKey, leaves: &[Hash], head: &SignedTreeHead)
 
 /// Where the entry the log signed at `k` went, when the CA holds a signed
 /// head of size `k + 1` and some other position of `leaves` completes the
-/// (proven) first `k` entries to that head's root.
+/// (proven) first `k` entries to that head's root. `seen`: the heads
+/// [`locate`] already fetched (it tried size `k + 1` on its way to `k`).
 fn moved_to(
     api: &Api,
     key: &LogPublicKey,
     leaves: &[Hash],
     k: u64,
     head: &SignedTreeHead,
+    seen: &HashMap<u64, SignedTreeHead>,
 ) -> Option<u64> {
     let next = k.checked_add(1)?;
     let signed = if next == head.head.tree_size {
         head.clone()
+    } else if let Some(signed) = seen.get(&next) {
+        signed.clone()
     } else if next < head.head.tree_size {
         let p = api
             .run(api.client.consistency_proof(next, head.head.tree_size))
@@ -500,7 +514,8 @@ fn audit_online(
         && detail.contains("signed together")
     {
         let served = source.leaves.len() as u64;
-        let located = locate(api, key, &source.leaves, &head);
+        let mut seen = HashMap::new();
+        let located = locate(api, key, &source.leaves, &head, &mut seen);
         if located.is_none() && served < head.head.tree_size {
             *index = served;
             *what = Tamper::Missing;
@@ -527,7 +542,7 @@ fn audit_online(
                     head.head.tree_size
                 );
             }
-            _ if let Some(j) = moved_to(api, key, &source.leaves, k, &head) => {
+            _ if let Some(j) = moved_to(api, key, &source.leaves, k, &head, &seen) => {
                 *what = Tamper::Reordered;
                 *detail = format!(
                     "the entry the log signed at index {k} (its signed tree head of size {}) is \
