@@ -11,10 +11,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
+use common::Proc;
 use common::hsm::SOFTHSM_MODULE;
 use ward_ca::client::{CaClient, RootPin};
 
@@ -66,29 +66,18 @@ fn ok(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
-struct Server(Child);
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(env: &Env, config: &Path) -> (Server, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ward"))
-        .args(["ca", "serve", "--config"])
+/// `ward ca serve`, killed when dropped; its stderr goes to `serve.log`.
+fn serve(env: &Env, config: &Path) -> (Proc, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ward"));
+    cmd.args(["ca", "serve", "--config"])
         .arg(config)
         .env("SOFTHSM2_CONF", &env.conf)
         .env("WARD_HSM_PIN", PIN)
-        .env("WARD_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+        .env("WARD_LOG", "warn");
+    let server = Proc::spawn_lines("ward ca serve", cmd, &env.dir.path().join("serve.log"));
+    let line = server
+        .line(std::time::Duration::from_secs(60))
+        .expect("ward ca serve printed no address within 60 s");
     // "serving https://127.0.0.1:PORT root sha256:…"
     let mut parts = line.split_whitespace();
     assert_eq!(parts.next(), Some("serving"), "{line}");
@@ -96,7 +85,7 @@ fn serve(env: &Env, config: &Path) -> (Server, String, String) {
     let port = addr.rsplit(':').next().unwrap().to_string();
     assert_eq!(parts.next(), Some("root"));
     let fp = parts.next().unwrap().to_string();
-    (Server(child), format!("https://localhost:{port}"), fp)
+    (server, format!("https://localhost:{port}"), fp)
 }
 
 fn csr() -> (String, String) {
@@ -297,15 +286,8 @@ fn init_serve_enrol_renew_revoke_crl_issue_list_status() {
     );
 
     // SIGTERM stops the server cleanly.
-    let pid = server.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let exit = server.0.wait().unwrap();
+    server.signal("TERM");
+    let exit = server.wait(std::time::Duration::from_secs(30));
     assert!(exit.success(), "ward ca serve exited with {exit}");
 
     // Offline issue (the server is stopped), with a DNS name.
@@ -457,21 +439,6 @@ fn hsm_failures_exit_nonzero_with_the_reason_and_store_nothing() {
             String::from_utf8_lossy(&st.stderr).contains("holds no CA"),
             "{what}: a CA was stored"
         );
-    }
-}
-
-/// Waits at most `limit` for `child` to exit; kills it (and fails) otherwise.
-fn wait_bounded(child: &mut Child, limit: std::time::Duration) -> std::process::ExitStatus {
-    let start = std::time::Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            panic!("process did not exit within {limit:?}");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 
@@ -723,15 +690,8 @@ fn revoke_online_through_a_running_ca_as_admin_and_refused_otherwise() {
 
     // After a clean stop the database agrees: web revoked by alice's
     // certificate for keyCompromise; mallory and alice untouched.
-    let pid = server.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let exit = wait_bounded(&mut server.0, std::time::Duration::from_secs(30));
+    server.signal("TERM");
+    let exit = server.wait(std::time::Duration::from_secs(30));
     assert!(exit.success(), "ward ca serve exited with {exit}");
     let certs = list_json(&env, &config);
     let w = state_of(&certs, &web);
