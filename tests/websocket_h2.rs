@@ -9,8 +9,7 @@
 
 use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,6 +18,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 
 mod common;
 
+use common::Proc;
 use common::gateway::{TestGateway, http_route, read_head};
 use common::pki::{CLIENT, Leaf, Pki, dns};
 use common::wait_until;
@@ -190,8 +190,8 @@ impl World {
 
     /// Starts the h2 WebSocket client on `path`.
     fn client(&self, path: &str) -> WsClient {
-        let mut child = Command::new("python3")
-            .arg(CLIENT_PY)
+        let mut cmd = Command::new("python3");
+        cmd.arg(CLIENT_PY)
             .arg("--connect")
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--authority")
@@ -201,31 +201,9 @@ impl World {
             .arg("--cert")
             .arg(self.path("client.pem"))
             .arg("--key")
-            .arg(self.path("client.key"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(self.path("ws_client.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            let mut out = BufReader::new(out);
-            loop {
-                let mut line = String::new();
-                match std::io::BufRead::read_line(&mut out, &mut line) {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {
-                        if tx.send(line.trim_end().to_string()).is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-        });
+            .arg(self.path("client.key"));
         WsClient {
-            child,
-            lines,
+            proc: Proc::spawn_talking("websocket client", cmd, &self.path("ws_client.log")),
             seen: Vec::new(),
         }
     }
@@ -233,44 +211,21 @@ impl World {
 
 /// The running client: its event lines, and stdin to send messages.
 struct WsClient {
-    child: Child,
-    lines: Receiver<String>,
+    proc: Proc,
     seen: Vec<String>,
-}
-
-impl Drop for WsClient {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl WsClient {
     /// Event lines up to and including the first one `last` accepts;
     /// panics (with what was seen) after `secs`.
     fn until(&mut self, secs: u64, last: impl Fn(&str) -> bool) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        let mut got = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(line) = self.lines.recv_timeout(left) else {
-                panic!(
-                    "no matching event within {secs}s; so far: {:?}",
-                    [self.seen.clone(), got].concat()
-                );
-            };
-            self.seen.push(line.clone());
-            got.push(line.clone());
-            if last(&line) {
-                return got;
-            }
-        }
+        let got = self.proc.lines_until(Duration::from_secs(secs), last);
+        self.seen.extend(got.iter().cloned());
+        got
     }
 
     fn send(&mut self, text: &str) {
-        let stdin = self.child.stdin.as_mut().unwrap();
-        stdin.write_all(format!("{text}\n").as_bytes()).unwrap();
-        stdin.flush().unwrap();
+        self.proc.send_line(text);
     }
 
     /// The value of a response header the client printed.
@@ -424,9 +379,9 @@ fn an_open_websocket_over_http2_is_closed_when_the_policy_no_longer_allows_it() 
         w.upstream.ended() == 1
     });
     c.send("after");
-    let late = c.lines.recv_timeout(Duration::from_millis(500));
+    let late = c.proc.line(Duration::from_millis(500));
     assert!(
-        !late.as_ref().is_ok_and(|l| l.starts_with("message ")),
+        !late.as_ref().is_some_and(|l| l.starts_with("message ")),
         "{late:?}"
     );
 }

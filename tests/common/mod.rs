@@ -61,14 +61,23 @@ impl Proc {
 
     /// Spawns `cmd` with stdout read line by line (see [`Proc::line`]) and
     /// stderr appended to `log`.
-    pub fn spawn_lines(name: &str, mut cmd: Command, log: &Path) -> Proc {
+    pub fn spawn_lines(name: &str, cmd: Command, log: &Path) -> Proc {
+        Proc::spawn_reading(name, cmd, log, Stdio::null())
+    }
+
+    /// As [`Proc::spawn_lines`], with stdin open for [`Proc::send_line`].
+    pub fn spawn_talking(name: &str, cmd: Command, log: &Path) -> Proc {
+        Proc::spawn_reading(name, cmd, log, Stdio::piped())
+    }
+
+    fn spawn_reading(name: &str, mut cmd: Command, log: &Path, stdin: Stdio) -> Proc {
         let f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .unwrap();
         let mut child = cmd
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(f)
             .spawn()
@@ -88,6 +97,13 @@ impl Proc {
             child,
             lines: Some(rx),
         }
+    }
+
+    /// Writes `text` and a newline to stdin (see [`Proc::spawn_talking`]).
+    pub fn send_line(&mut self, text: &str) {
+        let stdin = self.child.stdin.as_mut().expect("stdin was not piped");
+        stdin.write_all(format!("{text}\n").as_bytes()).unwrap();
+        stdin.flush().unwrap();
     }
 
     /// The next stdout line, waiting at most `timeout`; `None` at the end.
