@@ -966,6 +966,46 @@ fn open_tunnels_close_when_the_certificate_is_revoked_or_expires() {
 }
 
 #[test]
+fn an_idle_http_connection_closes_when_its_certificate_expires() {
+    let mut gw = Gateway::start();
+    let short = Leaf {
+        not_after: OffsetDateTime::now_utc() + Duration::from_secs(4),
+        ..Leaf::client(CLIENT)
+    };
+    gw.pki.issue_der("short", &short, false);
+    // One keep-alive request, then the connection sits idle (and parked)
+    // while the certificate runs out.
+    let mut t = tls_pipe(&gw, "short", "app.test");
+    t.child
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"GET /x HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .unwrap();
+    assert_eq!(
+        read_line_timeout(&mut t, 10).as_deref(),
+        Some("HTTP/1.1 200 OK\r\n"),
+        "{}",
+        gw.log()
+    );
+    let started = Instant::now();
+    while read_line_timeout(&mut t, 15).is_some() {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the connection outlived its certificate"
+        );
+    }
+    assert!(gw.metric("ward_gateway_rechecks_closed_total{reason=\"expired\"}") >= 1.0);
+    assert!(
+        gw.decisions()
+            .iter()
+            .any(|l| l["kind"] == "close" && l["reason"] == "client certificate expired"),
+        "{:?}",
+        gw.decisions()
+    );
+}
+
+#[test]
 fn silent_clients_are_dropped_after_the_handshake_timeout() {
     let gw = Gateway::start_with("", "handshake_timeout_secs = 1", "");
     let mut s = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
