@@ -744,6 +744,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_resumed_session_reports_its_sni_too() {
+        let pki = pki(&[&rustls::version::TLS13]);
+        for kind in [rustls::HandshakeKind::Full, rustls::HandshakeKind::Resumed] {
+            let (server, client) = pair(pki.server.clone(), pki.client.clone()).await;
+            let ((mut server, sni), mut client) = (server.unwrap(), client.unwrap());
+            // Read the session tickets, so the next connection can resume.
+            server.write_all(b"x").await.unwrap();
+            server.flush().await.unwrap();
+            let mut one = [0u8; 1];
+            client.read_exact(&mut one).await.unwrap();
+            assert_eq!(server.session().handshake_kind(), Some(kind));
+            // TCP routes are chosen by this name, resumed or not.
+            assert_eq!(sni.as_deref(), Some("gw.test"), "{kind:?}");
+        }
+    }
+
+    #[tokio::test]
     async fn many_tiny_records_in_one_read_arrive_in_order() {
         let pki = pki(&[&rustls::version::TLS13]);
         let (server, client) = pair(pki.server, pki.client).await;
