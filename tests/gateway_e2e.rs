@@ -967,7 +967,7 @@ fn open_tunnels_close_when_the_certificate_is_revoked_or_expires() {
 
 #[test]
 fn an_idle_http_connection_closes_when_its_certificate_expires() {
-    let mut gw = Gateway::start();
+    let gw = Gateway::start();
     let short = Leaf {
         not_after: OffsetDateTime::now_utc() + Duration::from_secs(4),
         ..Leaf::client(CLIENT)
