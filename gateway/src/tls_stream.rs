@@ -79,15 +79,6 @@ impl ResolvesServerCert for SniRecorder {
     }
 }
 
-/// What processing the received bytes came to.
-#[derive(Debug, PartialEq, Eq)]
-enum Progress {
-    /// Nothing complete is left to process: read more from the socket.
-    NeedData,
-    /// The peer sent close_notify: nothing more will be read.
-    PeerClosed,
-}
-
 /// A server-side TLS stream (see the module docs).
 pub struct ServerTls {
     tcp: TcpStream,
@@ -203,30 +194,24 @@ impl ServerTls {
     ) -> Poll<io::Result<()>> {
         loop {
             SNI.with(|s| s.borrow_mut().take());
-            let progress = self.process();
+            let processed = self.process();
             if let Some(name) = SNI.with(|s| s.borrow_mut().take()) {
                 *sni = Some(name);
             }
-            let progress = match progress {
-                Ok(p) => p,
+            match processed {
+                Ok(()) => {}
                 Err(e) => {
                     // The alert is on its way if the socket takes it now;
                     // the refusal stands either way.
                     let _ = self.poll_flush_outgoing(cx);
                     return Poll::Ready(Err(e));
                 }
-            };
+            }
             ready!(self.poll_flush_outgoing(cx))?;
             if !self.conn.is_handshaking() {
                 return Poll::Ready(Ok(()));
             }
-            if progress == Progress::PeerClosed {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "peer closed the connection during the TLS handshake",
-                )));
-            }
-            if ready!(self.poll_fill(cx))? == 0 {
+            if self.peer_closed || ready!(self.poll_fill(cx))? == 0 {
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "peer closed the connection during the TLS handshake",
@@ -237,13 +222,12 @@ impl ServerTls {
 
     /// Processes every complete record received: decrypted bytes go to
     /// `plain`, records rustls wants sent (handshake, alerts, key updates)
-    /// to `outgoing`. On a TLS error, the alert rustls queued is encoded
-    /// too, and the error returned.
-    fn process(&mut self) -> io::Result<Progress> {
+    /// to `outgoing`; a close_notify sets `peer_closed`. On a TLS error,
+    /// the alert rustls queued is encoded too, and the error returned.
+    fn process(&mut self) -> io::Result<()> {
         if let Some(e) = &self.failed {
             return Err(tls_error((**e).clone()));
         }
-        let mut progress = Progress::NeedData;
         loop {
             let status = self
                 .conn
@@ -272,15 +256,9 @@ impl ServerTls {
                 }
                 Ok(ConnectionState::PeerClosed | ConnectionState::Closed) => {
                     self.peer_closed = true;
-                    progress = Progress::PeerClosed;
                     true
                 }
-                Ok(ConnectionState::WriteTraffic(_) | ConnectionState::BlockedHandshake) => {
-                    if self.peer_closed {
-                        progress = Progress::PeerClosed;
-                    }
-                    true
-                }
+                Ok(ConnectionState::WriteTraffic(_) | ConnectionState::BlockedHandshake) => true,
                 Ok(ConnectionState::ReadEarlyData(_)) => {
                     self.drop_front(discard);
                     return Err(io::Error::new(
@@ -296,7 +274,7 @@ impl ServerTls {
             };
             self.drop_front(discard);
             if done {
-                return Ok(progress);
+                return Ok(());
             }
         }
     }
@@ -513,15 +491,14 @@ impl AsyncRead for ServerTls {
             if this.peer_closed {
                 return Poll::Ready(Ok(()));
             }
-            if this.process()? == Progress::PeerClosed && this.plain_at >= this.plain.len() {
-                return Poll::Ready(Ok(()));
-            }
+            this.process()?;
             // A key update answer or the like: sent when the socket takes
             // it; a later write or flush sends the rest.
             if let Poll::Ready(Err(e)) = this.poll_flush_outgoing(cx) {
                 return Poll::Ready(Err(e));
             }
-            if this.plain_at < this.plain.len() {
+            // Bytes to hand out, or the end of the stream: see the top.
+            if this.plain_at < this.plain.len() || this.peer_closed {
                 continue;
             }
             // A peer that makes rustls answer (key update requests) but
