@@ -316,9 +316,14 @@ impl TlsMaterial {
     }
 
     /// The rustls config of the TCP listener: ALPN h2 + http/1.1, TLS 1.3
-    /// and (unless `tls13_only`) 1.2, client certificate required.
+    /// and (unless `tls13_only`) 1.2, client certificate required, and the
+    /// client's SNI recorded for [`crate::tls_stream::ServerTls::accept`]
+    /// (TCP routes are chosen by it).
     pub fn server_config(&self, tls13_only: bool) -> Result<Arc<ServerConfig>, Error> {
-        self.server_config_with(tls13_only, &[b"h2", b"http/1.1"])
+        let mut sc =
+            Arc::unwrap_or_clone(self.server_config_with(tls13_only, &[b"h2", b"http/1.1"])?);
+        sc.cert_resolver = Arc::new(crate::tls_stream::SniRecorder(sc.cert_resolver.clone()));
+        Ok(Arc::new(sc))
     }
 
     /// A server config with the same verifier, certificate and key for any
@@ -341,7 +346,6 @@ impl TlsMaterial {
             .with_single_cert(self.chain.clone(), self.key.clone_key())
             .map_err(|e| Error::Tls(format!("own certificate/key: {e}")))?;
         sc.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        sc.cert_resolver = Arc::new(crate::tls_stream::SniRecorder(sc.cert_resolver.clone()));
         Ok(Arc::new(sc))
     }
 }
