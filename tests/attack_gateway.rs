@@ -133,8 +133,7 @@ fn host_and_authority_after_the_handshake_cannot_reach_another_route() {
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert_eq!(text.matches("HTTP/1.1 200").count(), 1, "{text}");
     // HTTP/2: stream 1 on app.test, stream 3 on secret.test, one connection.
-    let mut h2 = H2_PREFACE.to_vec();
-    h2.extend(h2_frame(4, 0, 0, &[]));
+    let mut h2 = h2_start();
     h2.extend(h2_get(1, "app.test", "/h2a"));
     h2.extend(h2_get(3, "secret.test", "/h2b"));
     h2.extend(h2_get(5, "secret.test.", "/h2c"));
@@ -268,8 +267,7 @@ Connection: close, x-ward-identity, x-ward-assertion\r\n\r\n";
     );
     // Same over HTTP/2.
     gw.app.clear();
-    let mut h2 = H2_PREFACE.to_vec();
-    h2.extend(h2_frame(4, 0, 0, &[]));
+    let mut h2 = h2_start();
     h2.extend(h2_get_with(
         1,
         "app.test",
@@ -329,8 +327,7 @@ fn oversized_and_too_many_headers_are_refused() {
     let big_h2: Vec<(String, String)> = (0..40)
         .map(|i| (format!("x-h{i}"), "b".repeat(1000)))
         .collect();
-    let mut h2 = H2_PREFACE.to_vec();
-    h2.extend(h2_frame(4, 0, 0, &[]));
+    let mut h2 = h2_start();
     h2.extend(h2_get_with(1, "app.test", "/v1/h2big", &as_refs(&big_h2)));
     gw.raw_tls(
         Some("client"),
@@ -346,8 +343,7 @@ fn oversized_and_too_many_headers_are_refused() {
     let many_h2: Vec<(String, String)> = (0..200)
         .map(|i| (format!("x-h{i}"), "v".to_string()))
         .collect();
-    let mut h2 = H2_PREFACE.to_vec();
-    h2.extend(h2_frame(4, 0, 0, &[]));
+    let mut h2 = h2_start();
     h2.extend(h2_get_with(1, "app.test", "/v1/h2many", &as_refs(&many_h2)));
     let answer = gw.raw_tls(
         Some("client"),
@@ -439,8 +435,7 @@ fn slowloris_and_half_open_handshakes_are_bounded() {
 #[test]
 fn http2_rapid_reset_is_cut_off() {
     let mut gw = Gateway::start("");
-    let mut h2 = H2_PREFACE.to_vec();
-    h2.extend(h2_frame(4, 0, 0, &[]));
+    let mut h2 = h2_start();
     let n = 2000u32;
     for i in 0..n {
         let id = 1 + 2 * i;
@@ -473,8 +468,7 @@ fn http2_rapid_reset_is_cut_off() {
 fn http2_continuation_flood_is_cut_off() {
     let mut gw = Gateway::start("max_header_bytes = 16384\n");
     let (rss_before, _) = rss_and_fds(gw.pid());
-    let mut h2 = H2_PREFACE.to_vec();
-    h2.extend(h2_frame(4, 0, 0, &[]));
+    let mut h2 = h2_start();
     h2.extend(h2_frame(
         1,
         0x1,

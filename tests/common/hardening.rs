@@ -483,6 +483,14 @@ pub fn wait_until(what: &str, secs: u64, f: impl FnMut() -> bool) {
 
 pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// What every HTTP/2 conversation opens with: the client preface and an
+/// empty SETTINGS frame. Frames to send follow.
+pub fn h2_start() -> Vec<u8> {
+    let mut h2 = H2_PREFACE.to_vec();
+    h2.extend(h2_frame(4, 0, 0, &[]));
+    h2
+}
+
 pub fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let len = payload.len() as u32;
     let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
