@@ -354,57 +354,36 @@ impl ServerTls {
     }
 
     /// Encrypts `data` (all of it) into `outgoing`, or queues close_notify
-    /// when `data` is `None`. Records received meanwhile are processed as a
-    /// read would.
+    /// when `data` is `None`. Records received meanwhile are processed first,
+    /// as a read would: after that, rustls has nothing to hand out and is
+    /// ready for application data, unless the connection is closed.
     fn seal(&mut self, data: Option<&[u8]>) -> io::Result<()> {
-        if let Some(e) = &self.failed {
-            return Err(tls_error((**e).clone()));
-        }
-        loop {
-            let status = self
-                .conn
-                .process_tls_records(&mut self.incoming[self.start..self.filled]);
-            let mut discard = status.discard;
-            let result = match status.state {
-                Ok(ConnectionState::WriteTraffic(mut traffic)) => Some(match data {
-                    Some(data) => seal_into(&mut self.outgoing, data.len(), |out| {
-                        traffic.encrypt(data, out)
-                    }),
-                    None => seal_into(&mut self.outgoing, 0, |out| traffic.queue_close_notify(out)),
+        self.process()?;
+        let status = self
+            .conn
+            .process_tls_records(&mut self.incoming[self.start..self.filled]);
+        let discard = status.discard;
+        let result = match status.state {
+            Ok(ConnectionState::WriteTraffic(mut traffic)) => match data {
+                Some(data) => seal_into(&mut self.outgoing, data.len(), |out| {
+                    traffic.encrypt(data, out)
                 }),
-                Ok(ConnectionState::ReadTraffic(mut traffic)) => {
-                    discard += take_records(&mut traffic, &mut self.plain, &mut self.plain_at)?;
-                    None
-                }
-                Ok(ConnectionState::EncodeTlsData(mut d)) => {
-                    encode(&mut d, &mut self.outgoing)?;
-                    None
-                }
-                Ok(ConnectionState::TransmitTlsData(t)) => {
-                    t.done();
-                    None
-                }
-                Ok(ConnectionState::PeerClosed) => {
-                    self.peer_closed = true;
-                    None
-                }
-                Ok(ConnectionState::Closed) => Some(Err(io::Error::new(
-                    io::ErrorKind::BrokenPipe,
-                    "the TLS connection is closed",
-                ))),
-                Ok(other) => Some(Err(io::Error::other(format!(
-                    "cannot write in TLS state {other:?}"
-                )))),
-                Err(e) => {
-                    self.failed = Some(Box::new(e.clone()));
-                    Some(Err(tls_error(e)))
-                }
-            };
-            self.drop_front(discard);
-            if let Some(r) = result {
-                return r;
+                None => seal_into(&mut self.outgoing, 0, |out| traffic.queue_close_notify(out)),
+            },
+            Ok(ConnectionState::Closed) => Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the TLS connection is closed",
+            )),
+            Ok(other) => Err(io::Error::other(format!(
+                "cannot write in TLS state {other:?}"
+            ))),
+            Err(e) => {
+                self.failed = Some(Box::new(e.clone()));
+                Err(tls_error(e))
             }
-        }
+        };
+        self.drop_front(discard);
+        result
     }
 }
 
